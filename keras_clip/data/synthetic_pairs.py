@@ -1,0 +1,44 @@
+"""Random image–caption pairs: data that needs no download."""
+
+import numpy as np
+
+
+def synthetic_pairs(
+    count,
+    image_size=32,
+    context_length=16,
+    vocabulary_size=49408,
+    end_of_text_id=None,
+    seed=0,
+):
+    """`count` random images, each with its own random token sequence.
+
+    Each sequence holds 1 to `context_length - 2` random ids, then the
+    end-of-text id, then padding (0). There is nothing to learn but which
+    caption goes with which image, so a model can only memorise the pairs:
+    enough to show training working, not generalisation.
+
+    Args:
+        count: int. Number of pairs.
+        image_size: int. Side of the square float32 images (standard normal).
+        context_length: int. Width of the token id rows.
+        vocabulary_size: int. Ids are drawn from `[1, vocabulary_size - 2)`.
+        end_of_text_id: int. Closing id; `vocabulary_size - 1` by default.
+        seed: int. Seed of the generator.
+
+    Returns:
+        `{"images": (count, image_size, image_size, 3) float32,
+          "token_ids": (count, context_length) int32}`.
+    """
+    if context_length < 3:
+        raise ValueError(f"context_length must be at least 3, got {context_length}.")
+    if end_of_text_id is None:
+        end_of_text_id = vocabulary_size - 1
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(count, image_size, image_size, 3)).astype("float32")
+    token_ids = np.zeros((count, context_length), "int32")
+    for row in token_ids:
+        length = rng.integers(1, context_length - 1)
+        row[:length] = rng.integers(1, vocabulary_size - 2, size=length)
+        row[length] = end_of_text_id
+    return {"images": images, "token_ids": token_ids}

@@ -1,0 +1,86 @@
+"""ViT input: patchify, prepend the class token, add learned positions."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_clip")
+class PatchEmbedding(keras.layers.Layer):
+    """Turns `(B, H, W, 3)` images into `(B, 1 + grid**2, width)` tokens.
+
+    A bias-free strided convolution cuts the image into non-overlapping
+    patches; a learned class token goes first and learned positions are
+    added. Class token and positions start at std `width^-0.5`.
+
+    Args:
+        image_size: int. Side of the square input image.
+        patch_size: int. Side of a square patch; must divide `image_size`.
+        hidden_dim: int. Width of each token.
+
+    Example:
+    >>> layer = PatchEmbedding(image_size=32, patch_size=8, hidden_dim=16)
+    >>> layer(np.zeros((2, 32, 32, 3))).shape
+    (2, 17, 16)
+    """
+
+    def __init__(self, image_size, patch_size, hidden_dim, **kwargs):
+        super().__init__(**kwargs)
+        if image_size % patch_size:
+            raise ValueError(
+                f"image_size ({image_size}) must be divisible by patch_size "
+                f"({patch_size})."
+            )
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.hidden_dim = hidden_dim
+        self.grid_size = image_size // patch_size
+        self.conv = keras.layers.Conv2D(
+            hidden_dim,
+            kernel_size=patch_size,
+            strides=patch_size,
+            use_bias=False,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        init = keras.initializers.RandomNormal(stddev=self.hidden_dim**-0.5)
+        self.class_embedding = self.add_weight(
+            shape=(self.hidden_dim,), initializer=init, name="class_embedding"
+        )
+        self.position_embedding = self.add_weight(
+            shape=(1 + self.grid_size**2, self.hidden_dim),
+            initializer=init,
+            name="position_embedding",
+        )
+
+    def call(self, images):
+        expected = (self.image_size, self.image_size, 3)
+        if tuple(images.shape[1:]) != expected and None not in images.shape[1:]:
+            raise ValueError(
+                f"PatchEmbedding expects images of shape (batch, *{expected}), "
+                f"got {tuple(images.shape)}."
+            )
+        x = self.conv(images)  # (B, grid, grid, width)
+        x = ops.reshape(x, (ops.shape(x)[0], self.grid_size**2, self.hidden_dim))
+        class_token = ops.cast(self.class_embedding, x.dtype)
+        class_token = ops.broadcast_to(
+            class_token[None, None, :], (ops.shape(x)[0], 1, self.hidden_dim)
+        )  # (B, 1, width)
+        x = ops.concatenate([class_token, x], axis=1)  # (B, 1 + grid**2, width)
+        return x + ops.cast(self.position_embedding, x.dtype)[None]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1 + self.grid_size**2, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "hidden_dim": self.hidden_dim,
+            }
+        )
+        return config

@@ -1,0 +1,69 @@
+"""Text input: token embeddings plus learned positions."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_clip")
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """Maps `(B, T)` token ids to `(B, T, width)` vectors, `T <= context_length`.
+
+    Token embeddings start at std 0.02 and positions at std 0.01, as in the
+    CLIP release. Sequences shorter than the context take the first `T`
+    positions; longer ones are refused with a clear error.
+
+    Args:
+        vocabulary_size: int. Number of token ids.
+        context_length: int. Longest sequence (77 in the paper).
+        hidden_dim: int. Width of each vector.
+
+    Example:
+    >>> layer = TokenAndPositionEmbedding(1000, context_length=16, hidden_dim=8)
+    >>> layer(np.zeros((2, 16), "int32")).shape
+    (2, 16, 8)
+    """
+
+    def __init__(self, vocabulary_size, context_length, hidden_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.context_length = context_length
+        self.hidden_dim = hidden_dim
+
+    def build(self, input_shape):
+        normal = keras.initializers.RandomNormal
+        self.token_embedding = self.add_weight(
+            shape=(self.vocabulary_size, self.hidden_dim),
+            initializer=normal(stddev=0.02),
+            name="token_embedding",
+        )
+        self.position_embedding = self.add_weight(
+            shape=(self.context_length, self.hidden_dim),
+            initializer=normal(stddev=0.01),
+            name="position_embedding",
+        )
+
+    def call(self, token_ids):
+        length = token_ids.shape[-1]
+        if length is not None and length > self.context_length:
+            raise ValueError(
+                f"token_ids have {length} positions but the context length is "
+                f"{self.context_length}; tokenize with "
+                f"context_length={self.context_length}."
+            )
+        x = ops.take(self.token_embedding, token_ids, axis=0)  # (B, T, width)
+        positions = self.position_embedding[: ops.shape(token_ids)[-1]]
+        return ops.cast(x + positions[None], self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.hidden_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "context_length": self.context_length,
+                "hidden_dim": self.hidden_dim,
+            }
+        )
+        return config

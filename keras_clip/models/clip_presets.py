@@ -1,0 +1,154 @@
+"""The CLIP paper's architectures as data: exact constructor arguments.
+
+Each preset names a tower class and its arguments. The nine paper presets
+have the shapes of the released models (their parameter counts equal the
+reference implementation's); the `tiny-*` presets are for tests and demos.
+"""
+
+from keras_clip.models.bag_of_words_encoder import BagOfWordsEncoder
+from keras_clip.models.modified_resnet import ModifiedResNet
+from keras_clip.models.text_transformer import TextTransformer
+from keras_clip.models.vision_transformer import VisionTransformer
+
+TOWERS = {
+    cls.__name__: cls
+    for cls in (VisionTransformer, ModifiedResNet, TextTransformer, BagOfWordsEncoder)
+}
+
+
+def _text(hidden_dim, num_heads, output_dim):
+    # Every paper model's text tower: 12 layers, 49,408 tokens, context 77.
+    return (
+        "TextTransformer",
+        {
+            "vocabulary_size": 49408,
+            "context_length": 77,
+            "hidden_dim": hidden_dim,
+            "num_layers": 12,
+            "num_heads": num_heads,
+            "output_dim": output_dim,
+        },
+    )
+
+
+def _vit(image_size, patch_size, hidden_dim, num_layers, output_dim):
+    return (
+        "VisionTransformer",
+        {
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "hidden_dim": hidden_dim,
+            "num_layers": num_layers,
+            "num_heads": hidden_dim // 64,
+            "output_dim": output_dim,
+        },
+    )
+
+
+def _resnet(image_size, blocks_per_stage, width, output_dim):
+    return (
+        "ModifiedResNet",
+        {
+            "image_size": image_size,
+            "blocks_per_stage": blocks_per_stage,
+            "width": width,
+            "num_heads": width * 32 // 64,
+            "output_dim": output_dim,
+        },
+    )
+
+
+_TINY_TEXT = {
+    "vocabulary_size": 49408,
+    "context_length": 16,
+    "hidden_dim": 64,
+    "num_layers": 2,
+    "num_heads": 2,
+    "output_dim": 64,
+}
+
+PRESETS = {
+    "RN50": {"image": _resnet(224, (3, 4, 6, 3), 64, 1024), "text": _text(512, 8, 1024)},
+    "RN101": {"image": _resnet(224, (3, 4, 23, 3), 64, 512), "text": _text(512, 8, 512)},
+    "RN50x4": {"image": _resnet(288, (4, 6, 10, 6), 80, 640), "text": _text(640, 10, 640)},
+    "RN50x16": {
+        "image": _resnet(384, (6, 8, 18, 8), 96, 768),
+        "text": _text(768, 12, 768),
+    },
+    "RN50x64": {
+        "image": _resnet(448, (3, 15, 36, 10), 128, 1024),
+        "text": _text(1024, 16, 1024),
+    },
+    "ViT-B/32": {"image": _vit(224, 32, 768, 12, 512), "text": _text(512, 8, 512)},
+    "ViT-B/16": {"image": _vit(224, 16, 768, 12, 512), "text": _text(512, 8, 512)},
+    "ViT-L/14": {"image": _vit(224, 14, 1024, 24, 768), "text": _text(768, 12, 768)},
+    "ViT-L/14@336": {
+        "image": _vit(336, 14, 1024, 24, 768),
+        "text": _text(768, 12, 768),
+    },
+    "tiny-vit": {
+        "image": (
+            "VisionTransformer",
+            {
+                "image_size": 32,
+                "patch_size": 8,
+                "hidden_dim": 64,
+                "num_layers": 2,
+                "num_heads": 2,
+                "output_dim": 64,
+            },
+        ),
+        "text": ("TextTransformer", _TINY_TEXT),
+    },
+    "tiny-resnet": {
+        "image": (
+            "ModifiedResNet",
+            {
+                "image_size": 64,
+                "blocks_per_stage": (1, 1, 1, 1),
+                "width": 8,
+                "num_heads": 4,
+                "output_dim": 64,
+            },
+        ),
+        "text": ("TextTransformer", _TINY_TEXT),
+    },
+    "tiny-bow": {
+        "image": (
+            "VisionTransformer",
+            {
+                "image_size": 32,
+                "patch_size": 8,
+                "hidden_dim": 64,
+                "num_layers": 2,
+                "num_heads": 2,
+                "output_dim": 64,
+            },
+        ),
+        "text": (
+            "BagOfWordsEncoder",
+            {
+                "vocabulary_size": 49408,
+                "context_length": 16,
+                "hidden_dim": 64,
+                "output_dim": 64,
+            },
+        ),
+    },
+}
+
+
+def model_name(preset):
+    """A Keras-safe model name for a preset (`"ViT-B/32"` → `"clip_vit_b_32"`)."""
+    return "clip_" + "".join(c if c.isalnum() else "_" for c in preset.lower())
+
+
+def build_towers(preset, dtype=None):
+    """`(image_encoder, text_encoder)` of a preset, with fresh random weights."""
+    towers = []
+    for part in ("image", "text"):
+        class_name, arguments = PRESETS[preset][part]
+        towers.append(
+            TOWERS[class_name](**arguments, dtype=dtype, name=f"{part}_encoder")
+        )
+    return tuple(towers)

@@ -1,0 +1,1 @@
+"""Training support: distribution helpers (more to come with the trainer)."""

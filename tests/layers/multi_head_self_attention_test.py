@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from keras_clip.layers.multi_head_self_attention import MultiHeadSelfAttention
+from tests.helpers import assert_layer_round_trip, to_numpy
+
+
+def reference_attention(x, layer):
+    """Multi-head attention in NumPy from the layer's weights."""
+    w_in, b_in, w_out, b_out = [to_numpy(w) for w in layer.weights]
+    batch, length, width = x.shape
+    heads, head_dim = layer.num_heads, width // layer.num_heads
+    q, k, v = np.split(x @ w_in + b_in, 3, axis=-1)
+
+    def split(t):
+        return t.reshape(batch, length, heads, head_dim).transpose(0, 2, 1, 3)
+
+    scores = split(q) @ split(k).transpose(0, 1, 3, 2) / np.sqrt(head_dim)
+    if layer.causal:
+        scores = np.where(np.tril(np.ones((length, length), bool)), scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    out = (weights @ split(v)).transpose(0, 2, 1, 3).reshape(batch, length, width)
+    return out @ w_out + b_out
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_matches_numpy_reference(causal):
+    layer = MultiHeadSelfAttention(hidden_dim=16, num_heads=4, causal=causal)
+    x = np.random.default_rng(0).normal(size=(2, 5, 16)).astype("float32")
+    np.testing.assert_allclose(
+        to_numpy(layer(x)), reference_attention(x, layer), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_causal_output_ignores_later_tokens():
+    layer = MultiHeadSelfAttention(hidden_dim=16, num_heads=2, causal=True)
+    x = np.random.default_rng(1).normal(size=(1, 6, 16)).astype("float32")
+    changed = x.copy()
+    changed[:, 4:] += 5.0
+    np.testing.assert_allclose(
+        to_numpy(layer(x))[:, :4], to_numpy(layer(changed))[:, :4], atol=1e-5
+    )
+
+
+def test_rejects_width_not_divisible_by_heads():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MultiHeadSelfAttention(hidden_dim=10, num_heads=4)
+
+
+def test_config_round_trip():
+    layer = MultiHeadSelfAttention(
+        hidden_dim=8, num_heads=2, causal=True, in_proj_std=0.1, out_proj_std=0.3
+    )
+    assert_layer_round_trip(layer, np.ones((2, 3, 8), "float32"))

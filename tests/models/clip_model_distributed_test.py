@@ -1,0 +1,61 @@
+"""CLIPModel under tf.distribute.MirroredStrategy on two logical CPUs."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_clip.models import clip_model
+from tests.helpers import tiny_clip, tiny_pairs
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="tf.distribute strategies drive training only on the TensorFlow backend",
+)
+
+
+def train(strategy, initial_weights, data):
+    import tensorflow as tf
+
+    with strategy.scope():
+        model = tiny_clip()
+        model.set_weights(initial_weights)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8, drop_remainder=True)
+    model.fit(dataset, epochs=2, verbose=0)
+    return model.get_weights()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) == 2, "conftest splits the CPU into two logical devices"
+    keras.utils.set_random_seed(0)
+    initial = tiny_clip().get_weights()
+    data = tiny_pairs(16)  # 2 steps of a global batch of 8, 2 epochs
+    single = train(tf.distribute.OneDeviceStrategy(devices[0]), initial, data)
+    return tf.distribute.MirroredStrategy(devices), initial, data, single
+
+
+def max_difference(a, b):
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+
+def test_two_replicas_train_to_the_single_device_weights(setup):
+    mirrored, initial, data, single = setup
+    replicated = train(mirrored, initial, data)
+    assert max_difference(single, initial) > 1e-3  # training moved the weights
+    assert max_difference(replicated, single) <= 1e-5
+
+
+def test_without_the_gather_the_weights_differ(setup, monkeypatch):
+    mirrored, initial, data, single = setup
+    # Each replica sees only its own 4 pairs as negatives; scaling unchanged.
+    monkeypatch.setattr(
+        clip_model,
+        "gather_across_replicas",
+        lambda image, text: (image, text, 0, mirrored.num_replicas_in_sync),
+    )
+    local_only = train(mirrored, initial, data)
+    assert max_difference(local_only, single) > 1e-4

@@ -1,0 +1,138 @@
+import math
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_clip import CLIPModel
+from keras_clip.models.text_transformer import TextTransformer
+from keras_clip.models.vision_transformer import VisionTransformer
+from keras_clip.data.synthetic_pairs import synthetic_pairs
+from tests.helpers import assert_model_saves, tiny_clip, tiny_pairs, to_numpy
+from tests.losses.contrastive_loss_test import reference_loss, unit_rows
+
+
+@pytest.mark.parametrize("preset", ["tiny-vit", "tiny-resnet", "tiny-bow"])
+def test_outputs_are_unit_norm_embeddings(preset):
+    model = CLIPModel.from_preset(preset)
+    batch = synthetic_pairs(3, model.image_size, model.context_length, 49408)
+    outputs = model(batch)
+    for key in ("image_embeddings", "text_embeddings"):
+        assert tuple(outputs[key].shape) == (3, model.embedding_dim)
+        np.testing.assert_allclose(
+            np.linalg.norm(to_numpy(outputs[key]), axis=1), 1.0, rtol=1e-5
+        )
+    np.testing.assert_allclose(
+        to_numpy(model.encode_image(batch["images"])),
+        to_numpy(outputs["image_embeddings"]), atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        to_numpy(model.encode_text(batch["token_ids"])),
+        to_numpy(outputs["text_embeddings"]), atol=1e-6,
+    )
+
+
+def test_logit_scale_starts_at_inverse_temperature():
+    model = tiny_clip()
+    np.testing.assert_allclose(float(to_numpy(model.logit_scale)), math.log(1 / 0.07), rtol=1e-6)
+
+
+def test_compute_loss_matches_numpy_reference():
+    model = tiny_clip()
+    model.logit_scale.assign(1.5)
+    rng = np.random.default_rng(0)
+    image, text = unit_rows(rng, 5, 16), unit_rows(rng, 5, 16)
+    loss = model.compute_loss(y_pred={"image_embeddings": image, "text_embeddings": text})
+    np.testing.assert_allclose(float(to_numpy(loss)), reference_loss(image, text, 1.5), rtol=1e-5)
+
+
+def test_similarity_is_scaled_cosine():
+    model = tiny_clip()
+    batch = tiny_pairs(4)
+    expected = math.exp(float(to_numpy(model.logit_scale))) * (
+        to_numpy(model.encode_image(batch["images"]))
+        @ to_numpy(model.encode_text(batch["token_ids"])).T
+    )
+    np.testing.assert_allclose(
+        to_numpy(model.similarity(batch["images"], batch["token_ids"])), expected, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("preset", ["tiny-vit", "tiny-resnet", "tiny-bow"])
+def test_fit_without_loss_argument_lowers_loss(preset):
+    model = CLIPModel.from_preset(preset)
+    batch = synthetic_pairs(8, model.image_size, model.context_length, 49408)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=1e-3))
+    history = model.fit(batch, batch_size=8, epochs=30, verbose=0).history
+    losses = history["loss"]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
+    assert history["image_to_text_accuracy"][-1] > 0.5
+    assert history["text_to_image_accuracy"][-1] > 0.5
+
+
+def test_logit_scale_stays_clamped_after_updates():
+    model = tiny_clip()
+    optimizer = keras.optimizers.SGD(learning_rate=1.0)
+    optimizer.build([model.logit_scale])
+    optimizer.apply([keras.ops.convert_to_tensor(-1000.0)], [model.logit_scale])
+    np.testing.assert_allclose(float(to_numpy(model.logit_scale)), math.log(100.0), rtol=1e-6)
+    optimizer.apply([keras.ops.convert_to_tensor(1000.0)], [model.logit_scale])
+    assert float(to_numpy(model.logit_scale)) == 0.0
+
+
+def test_compile_refuses_a_loss():
+    with pytest.raises(ValueError, match="without `loss=`"):
+        tiny_clip().compile(optimizer="sgd", loss="mse")
+
+
+def test_rejects_towers_of_different_widths():
+    image = VisionTransformer(16, 8, 32, 1, 2, output_dim=16)
+    text = TextTransformer(100, 8, 32, 1, 2, output_dim=8)
+    with pytest.raises(ValueError, match="share an embedding width"):
+        CLIPModel(image, text)
+
+
+def test_unknown_preset_lists_available_ones():
+    with pytest.raises(ValueError, match=r"Unknown CLIP preset 'ViT-X/99'.*RN50.*ViT-B/32.*tiny-vit"):
+        CLIPModel.from_preset("ViT-X/99")
+
+
+def test_save_and_load(tmp_path):
+    model = tiny_clip()
+    model.logit_scale.assign(3.0)
+    loaded = assert_model_saves(model, tiny_pairs(2), tmp_path)
+    assert float(to_numpy(loaded.logit_scale)) == 3.0
+    assert isinstance(loaded.image_encoder, VisionTransformer)
+    assert CLIPModel.from_preset(str(tmp_path / "model.keras")).get_config() == model.get_config()
+
+
+NEXT_BACKEND = {"tensorflow": "jax", "jax": "torch", "torch": "tensorflow"}
+LOAD_SCRIPT = """
+import sys, keras, numpy as np
+import keras_clip
+model = keras.saving.load_model(sys.argv[1])
+outputs = model(dict(np.load(sys.argv[2])))
+np.savez(sys.argv[3], **{k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()})
+"""
+
+
+@pytest.mark.slow
+def test_saved_model_loads_on_another_backend(tmp_path):
+    model = CLIPModel.from_preset("tiny-resnet")
+    batch = synthetic_pairs(2, 64, 16, 49408)
+    model.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "inputs.npz", **batch)
+    other = NEXT_BACKEND[keras.backend.backend()]
+    subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, str(tmp_path / "model.keras"),
+         str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")],
+        env={**os.environ, "KERAS_BACKEND": other}, check=True,
+    )
+    theirs = np.load(tmp_path / "outputs.npz")
+    ours = model(batch)
+    for key in ours:
+        np.testing.assert_allclose(theirs[key], to_numpy(ours[key]), atol=1e-5)

@@ -1,0 +1,59 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_clip import CLIPModel
+from keras_clip.models import clip_presets
+
+# Parameter counts of the OpenAI release as OpenCLIP builds it: the whole
+# model (logit_scale included) and the image tower alone. BatchNorm running
+# statistics are buffers there, not parameters, so they are not counted.
+REFERENCE_COUNTS = {
+    "RN50": (102_007_137, 38_316_896),
+    "RN101": (119_688_033, 56_259_936),
+    "RN50x4": (178_300_601, 87_137_080),
+    "RN50x16": (290_979_217, 167_328_912),
+    "RN50x64": (623_258_305, 420_380_352),
+    "ViT-B/32": (151_277_313, 87_849_216),
+    "ViT-B/16": (149_620_737, 86_192_640),
+    "ViT-L/14": (427_616_513, 303_966_208),
+    "ViT-L/14@336": (427_944_193, 304_293_888),
+}
+
+
+def trainable_count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_every_paper_preset_has_a_reference_count():
+    paper = [name for name in CLIPModel.presets if not name.startswith("tiny-")]
+    assert sorted(paper) == sorted(REFERENCE_COUNTS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(REFERENCE_COUNTS))
+def test_parameter_counts_equal_the_reference(preset):
+    # Variables made in a StatelessScope defer their initialisation: the
+    # real model is built with its real shapes but no memory for values.
+    with keras.StatelessScope():
+        model = CLIPModel.from_preset(preset)
+        counts = (trainable_count(model), trainable_count(model.image_encoder))
+    assert counts == REFERENCE_COUNTS[preset]
+
+
+def test_model_names_are_keras_safe():
+    assert clip_presets.model_name("ViT-L/14@336") == "clip_vit_l_14_336"
+
+
+def test_dtype_reaches_the_towers():
+    model = CLIPModel.from_preset("tiny-vit", dtype="mixed_bfloat16")
+    assert model.image_encoder.dtype_policy.name == "mixed_bfloat16"
+    assert model.text_encoder.blocks[0].compute_dtype == "bfloat16"
+    assert model.logit_scale.dtype == "float32"
+
+
+def test_dtype_survives_saving(tmp_path):
+    model = CLIPModel.from_preset("tiny-bow", dtype="mixed_bfloat16")
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.text_encoder.token_embedding.compute_dtype == "bfloat16"
