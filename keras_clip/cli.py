@@ -1,12 +1,16 @@
-"""The `keras-clip` command. It parses arguments, then calls the package."""
+"""The `keras-clip` command. It parses arguments, then calls the package.
+
+The Keras backend is chosen by `KERAS_BACKEND` (TensorFlow by default).
+"""
 
 import argparse
-import os
 import sys
+
+from keras_clip.demo import run_demo
 
 DEMO_EXAMPLE = """example:
   keras-clip demo                      # tiny ViT CLIP, TensorFlow backend
-  keras-clip demo --backend jax --preset tiny-resnet --steps 100
+  KERAS_BACKEND=jax keras-clip demo --preset tiny-resnet --steps 100
 """
 
 
@@ -30,10 +34,6 @@ def _demo_parser(subparsers):
     parser.add_argument("--pairs", type=int, default=64, help="synthetic pairs")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument(
-        "--backend", choices=("tensorflow", "jax", "torch"), default=None,
-        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)",
-    )
-    parser.add_argument(
         "--output", default="keras_clip_demo/model.keras",
         help="where the trained model is saved",
     )
@@ -48,13 +48,7 @@ def main(argv=None):
     subparsers = parser.add_subparsers(dest="command", required=True)
     _demo_parser(subparsers)
     args = parser.parse_args(argv)
-    if getattr(args, "backend", None):
-        # Keras reads the backend once, at import: set it before importing.
-        os.environ["KERAS_BACKEND"] = args.backend
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out
     if args.command == "demo":
-        from keras_clip.demo import run_demo
-
         run_demo(
             preset=args.preset,
             steps=args.steps,

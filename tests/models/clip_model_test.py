@@ -84,6 +84,14 @@ def test_logit_scale_stays_clamped_after_updates():
     assert float(to_numpy(model.logit_scale)) == 0.0
 
 
+def test_rejects_token_ids_wider_than_context():
+    model = tiny_clip(context_length=8)
+    batch = tiny_pairs(2)
+    batch["token_ids"] = np.ones((2, 12), "int32")
+    with pytest.raises(ValueError, match="context length is 8"):
+        model(batch)
+
+
 def test_compile_refuses_a_loss():
     with pytest.raises(ValueError, match="without `loss=`"):
         tiny_clip().compile(optimizer="sgd", loss="mse")
@@ -103,9 +111,16 @@ def test_unknown_preset_lists_available_ones():
 
 def test_save_and_load(tmp_path):
     model = tiny_clip()
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    model.fit(tiny_pairs(4), batch_size=4, epochs=1, verbose=0)
     model.logit_scale.assign(3.0)
     loaded = assert_model_saves(model, tiny_pairs(2), tmp_path)
     assert float(to_numpy(loaded.logit_scale)) == 3.0
+    # The optimizer comes back with its state, ready to resume training.
+    assert isinstance(loaded.optimizer, keras.optimizers.AdamW)
+    assert int(to_numpy(loaded.optimizer.iterations)) == 1
+    for ours, theirs in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(to_numpy(ours), to_numpy(theirs))
     assert isinstance(loaded.image_encoder, VisionTransformer)
     assert CLIPModel.from_preset(str(tmp_path / "model.keras")).get_config() == model.get_config()
 
