@@ -8,3 +8,13 @@ Importing the package registers every layer and model with Keras, so
 from keras_clip.models.clip_model import CLIPModel
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The tokenizer runs on TensorFlow; load it on first use so the model
+    # alone never imports TensorFlow on the JAX or PyTorch backends.
+    if name == "CLIPTokenizer":
+        from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+        return CLIPTokenizer
+    raise AttributeError(f"module 'keras_clip' has no attribute {name!r}")

@@ -41,6 +41,7 @@ def test_core_runs_without_loading_tensorflow(backend):
         "model({'images': np.zeros((1, 32, 32, 3)), 'token_ids': np.zeros((1, 16), 'int32')})\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')\n"
         "assert not loaded, loaded[:5]\n"
+        "assert keras_clip.CLIPTokenizer.__name__ == 'CLIPTokenizer'  # lazy, on use\n"
     )
     subprocess.run(
         [sys.executable, "-c", script],

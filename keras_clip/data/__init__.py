@@ -1,3 +1,4 @@
-"""Data: synthetic pairs for demos and tests (tokenizer and TFRecords to come)."""
+"""Data: the tokenizer, vocabularies, and synthetic pairs (TensorFlow allowed)."""
 
+from keras_clip.data.clip_tokenizer import CLIPTokenizer
 from keras_clip.data.synthetic_pairs import synthetic_pairs

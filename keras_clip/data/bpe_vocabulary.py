@@ -1,0 +1,87 @@
+"""Byte-level BPE vocabularies for CLIP: OpenAI's merges file and Hugging Face's.
+
+A vocabulary is `(vocabulary, merges)`: a `{token: id}` dict and the merge
+rules `"a b"` in priority order, the format keras-hub's BPE tokenizer takes.
+"""
+
+import gzip
+import importlib.util
+import json
+import os
+
+from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+START_OF_TEXT = "<|startoftext|>"
+END_OF_TEXT = "<|endoftext|>"
+END_OF_WORD = "</w>"
+# OpenAI's file holds more merges than CLIP used: 49,408 ids = 2 × 256 byte
+# symbols (bare and word-final) + 48,894 merges + 2 special tokens.
+OPENAI_NUM_MERGES = 48894
+OPENAI_MERGES_FILE = "bpe_simple_vocab_16e6.txt.gz"
+
+
+def base_symbols():
+    """The 256 printable stand-ins for bytes, then each with `</w>`: 512."""
+    _, symbols = bytes_to_unicode()
+    return symbols + [s + END_OF_WORD for s in symbols]
+
+
+def vocabulary_from_merges(merges):
+    """OpenAI's id layout: base symbols, one token per merge, specials."""
+    tokens = base_symbols() + ["".join(m.split(" ")) for m in merges]
+    tokens += [START_OF_TEXT, END_OF_TEXT]
+    return {token: i for i, token in enumerate(tokens)}
+
+
+def find_openai_merges_file():
+    """The path of OpenAI's merges file inside an installed package, or None.
+
+    OpenCLIP (`open_clip_torch`) ships it; its package is found without
+    being imported (importing it would need torchvision).
+    """
+    spec = importlib.util.find_spec("open_clip")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, OPENAI_MERGES_FILE)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def load_openai_vocabulary(path=None):
+    """`(vocabulary, merges)` from OpenAI's `bpe_simple_vocab_16e6.txt.gz`.
+
+    Args:
+        path: the file (gzipped or plain). None looks for it in an installed
+            package that ships it (`pip install open_clip_torch --no-deps`).
+    """
+    path = path or find_openai_merges_file()
+    if path is None:
+        raise FileNotFoundError(
+            f"OpenAI's BPE merges file ({OPENAI_MERGES_FILE}) was not given and "
+            f"no installed package ships it. Pass its path, or install one "
+            f"that does: pip install --no-deps open_clip_torch"
+        )
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as file:
+        lines = file.read().split("\n")
+    # Line 0 is a version header; the file continues past what CLIP used.
+    merges = [line for line in lines[1 : OPENAI_NUM_MERGES + 1]]
+    if len(merges) != OPENAI_NUM_MERGES or any(len(m.split(" ")) != 2 for m in merges):
+        raise ValueError(
+            f"{path} is not OpenAI's CLIP merges file: expected "
+            f"{OPENAI_NUM_MERGES} merge rules of two symbols after a header line."
+        )
+    return vocabulary_from_merges(merges), merges
+
+
+def load_hf_vocabulary(vocabulary_path, merges_path):
+    """`(vocabulary, merges)` from Hugging Face's `vocab.json` and `merges.txt`."""
+    with open(vocabulary_path, encoding="utf-8") as file:
+        vocabulary = json.load(file)
+    with open(merges_path, encoding="utf-8") as file:
+        merges = [
+            line.rstrip("\n")
+            for line in file
+            if line.strip() and not line.startswith("#version")
+        ]
+    return vocabulary, merges

@@ -1,0 +1,206 @@
+"""CLIPTokenizer: CLIP's byte-level BPE as a Keras preprocessing layer."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+from keras_hub.tokenizers import BytePairTokenizer
+
+from keras_clip.data import bpe_vocabulary
+from keras_clip.data.text_cleaning import clean_text
+
+# Python's str.split() whitespace, spelled for RE2 (whose \s is ASCII only).
+WHITESPACE = r"[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]+"
+# CLIP's pre-split: English contractions, runs of letters, single digits,
+# runs of anything else but spaces. RE2 alternation is leftmost-first, as in
+# Python's regex module, so the pieces are the same.
+PIECES = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"
+EAGER_CHUNK = 128
+
+
+@keras.saving.register_keras_serializable(package="keras_clip")
+class CLIPTokenizer(BytePairTokenizer):
+    """Strings → `(N, context_length)` int32 ids, as OpenAI's CLIP tokenizer.
+
+    Whitespace runs collapse to one space, text is lowercased, pre-split into
+    contractions, letter runs, single digits and symbol runs, then each piece
+    is byte-pair encoded with `</w>` closing its last symbol. Ids are framed
+    by `<|startoftext|>` and `<|endoftext|>`, padded with 0, and text too
+    long for the context is cut so that end-of-text stays last.
+
+    One TensorFlow computation serves eager calls, `tf.data` maps and
+    exported graphs, so all three give the same ids. Eager calls on Python
+    strings first run `clean_text` (ftfy, HTML entities), which a graph
+    cannot; captions written by `keras-clip make-tfrecords` are cleaned
+    already. The layer keeps no cache: memory stays flat in a server that
+    sees new words forever. The literal strings `<|startoftext|>` and
+    `<|endoftext|>` inside a caption are tokenized as text, so a caption
+    cannot move the point where the text tower reads its features.
+
+    Args:
+        vocabulary: dict `{token: id}` or the path of a `vocab.json`.
+        merges: list of `"a b"` merge rules or the path of a `merges.txt`.
+        context_length: int. Width of the output (77 in the paper).
+
+    Example:
+    >>> tokenizer = CLIPTokenizer.from_openai()
+    >>> tokenizer(["hello world"])[0, :5]
+    [49406, 3306, 1002, 49407, 0]
+    """
+
+    def __init__(self, vocabulary=None, merges=None, context_length=77, **kwargs):
+        if context_length < 2:
+            raise ValueError(
+                f"context_length must leave room for the start and end tokens "
+                f"(>= 2), got {context_length}."
+            )
+        self._add_special_token(bpe_vocabulary.START_OF_TEXT, "start_token")
+        self._add_special_token(bpe_vocabulary.END_OF_TEXT, "end_token")
+        self.pad_token_id = 0
+        kwargs.pop("sequence_length", None)
+        kwargs.pop("unsplittable_tokens", None)
+        super().__init__(
+            vocabulary=vocabulary,
+            merges=merges,
+            sequence_length=context_length,
+            unsplittable_tokens=[],
+            _allow_python_workflow=False,
+            **kwargs,
+        )
+        self.context_length = context_length
+        # One graph for eager calls too: run eagerly, the BPE loop would be
+        # re-traced at every merge step.
+        self._tokenize_batch = tf.function(
+            self._tokenize_graph,
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            reduce_retracing=True,
+        )
+
+    @classmethod
+    def from_openai(cls, path=None, context_length=77):
+        """OpenAI's vocabulary, from `path` or an installed package shipping it."""
+        vocabulary, merges = bpe_vocabulary.load_openai_vocabulary(path)
+        return cls(vocabulary, merges, context_length=context_length)
+
+    @classmethod
+    def from_hf(cls, vocabulary_path, merges_path, context_length=77):
+        """A Hugging Face CLIP tokenizer's `vocab.json` and `merges.txt`."""
+        vocabulary, merges = bpe_vocabulary.load_hf_vocabulary(
+            vocabulary_path, merges_path
+        )
+        return cls(vocabulary, merges, context_length=context_length)
+
+    def set_vocabulary_and_merges(self, vocabulary, merges):
+        super().set_vocabulary_and_merges(vocabulary, merges)
+        if self.vocabulary is not None:
+            missing = [s for s in bpe_vocabulary.base_symbols() if s not in self.vocabulary]
+            if missing:
+                raise ValueError(
+                    f"The vocabulary lacks {len(missing)} of the 512 byte "
+                    f"symbols a byte-level BPE needs (e.g. {missing[:3]}); "
+                    f"some text would have no ids."
+                )
+
+    def tokenize(self, inputs):
+        self._check_vocabulary()
+        if isinstance(inputs, str):
+            inputs = clean_text(inputs)
+        elif isinstance(inputs, (list, tuple)):
+            if not all(isinstance(text, (str, bytes)) for text in inputs):
+                raise ValueError(
+                    "CLIPTokenizer takes a string or a 1-D batch of strings, got "
+                    f"a list holding {sorted({type(t).__name__ for t in inputs})}."
+                )
+            inputs = [clean_text(_as_text(text)) for text in inputs]
+        elif isinstance(inputs, np.ndarray) and inputs.dtype.kind in "OUS":
+            inputs = [clean_text(_as_text(text)) for text in inputs.ravel()]
+        texts = tf.convert_to_tensor(inputs, tf.string)
+        if texts.shape.rank not in (0, 1):
+            raise ValueError(
+                f"CLIPTokenizer takes a string or a 1-D batch of strings, got "
+                f"shape {texts.shape}."
+            )
+        self._maybe_initialized_tf()
+        flat = tf.reshape(texts, [-1])  # (N,)
+        if tf.executing_eagerly() and not tf.inside_function():
+            # The merge loop runs until the slowest word of a call is done:
+            # bounded chunks keep one long word from stalling a large batch.
+            chunks = [
+                self._tokenize_batch(flat[i : i + EAGER_CHUNK]).numpy()
+                for i in range(0, max(len(flat), 1), EAGER_CHUNK)
+            ]
+            ids = np.concatenate(chunks)[: len(flat)]
+            return keras.ops.convert_to_tensor(ids[0] if texts.shape.rank == 0 else ids)
+        ids = self._tokenize_batch(flat)  # (N, context)
+        return ids[0] if texts.shape.rank == 0 else ids
+
+    def _tokenize_graph(self, texts):
+        """`(N,)` strings → `(N, context_length)` int32 ids."""
+        texts = tf.strings.strip(tf.strings.regex_replace(texts, WHITESPACE, " "))
+        texts = tf.strings.lower(texts, encoding="utf-8")
+        words = tf_text.regex_split(texts, " |" + PIECES, PIECES)  # (N, words)
+        word_ids = self._encode_words(words.flat_values)  # (all words, tokens)
+        ids = tf.RaggedTensor.from_row_splits(
+            word_ids.flat_values, tf.gather(word_ids.row_splits, words.row_splits)
+        )  # (N, tokens)
+        ids = ids[:, : self.context_length - 2]
+        batch = tf.shape(texts)[:1]
+        start = tf.fill(tf.concat([batch, [1]], 0), self.start_token_id)
+        end = tf.fill(tf.concat([batch, [1]], 0), self.end_token_id)
+        ids = tf.concat([start, ids, end], axis=1)
+        ids = ids.to_tensor(self.pad_token_id, shape=[None, self.context_length])
+        return tf.cast(ids, tf.int32)
+
+    def _encode_words(self, words):
+        """`(W,)` pre-split words → `(W, tokens)` ragged BPE ids."""
+        symbols = self.byte2unicode.lookup(tf.strings.bytes_split(words))
+        # The last symbol of every word carries the end-of-word mark.
+        last = symbols.row_limits() - 1
+        flat = tf.tensor_scatter_nd_update(
+            symbols.flat_values,
+            last[:, None],
+            tf.strings.join([tf.gather(symbols.flat_values, last), "</w>"]),
+        )
+        symbols = symbols.with_flat_values(flat)  # (W, bytes)
+        # A word whose whole form is a token needs no merging: BPE replays
+        # the training merges in order, and a token spanning a word with its
+        # end mark can only have come from that word, so the merges reach it.
+        whole_ids = self.token_to_id_map.lookup(tf.strings.reduce_join(symbols, axis=1))
+        is_whole = whole_ids >= 0
+        positions = tf.range(tf.shape(words)[0])
+        split_positions = tf.boolean_mask(positions, ~is_whole)
+        merged = self._bpe_merge_tf(tf.ragged.boolean_mask(symbols, ~is_whole))
+        rows = tf.concat(
+            [
+                tf.RaggedTensor.from_tensor(tf.boolean_mask(whole_ids, is_whole)[:, None]),
+                self.token_to_id_map.lookup(merged),
+            ],
+            axis=0,
+        )
+        order = tf.concat([tf.boolean_mask(positions, is_whole), split_positions], 0)
+        return tf.gather(rows, tf.math.invert_permutation(order))  # (W, tokens)
+
+    def detokenize(self, inputs):
+        """Ids → text: framing and padding dropped, word ends become spaces."""
+        self._maybe_initialized_tf()
+        ids = tf.convert_to_tensor(keras.ops.convert_to_numpy(inputs), tf.int32)
+        keep = (ids != self.start_token_id) & (ids != self.end_token_id)
+        keep &= ids != self.pad_token_id
+        tokens = self.id_to_token_map.lookup(tf.ragged.boolean_mask(ids, keep))
+        symbols = tf.strings.unicode_split(
+            tf.strings.reduce_join(tokens, axis=-1), "UTF-8"
+        )
+        text = tf.strings.reduce_join(self.unicode2byte.lookup(symbols), axis=-1)
+        text = tf.strings.strip(tf.strings.regex_replace(text, "</w>", " "))
+        return [t.decode("utf-8", "replace") for t in np.ravel(text.numpy())]
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("sequence_length", "add_prefix_space", "unsplittable_tokens"):
+            config.pop(key, None)
+        config["context_length"] = self.context_length
+        return config
+
+
+def _as_text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
