@@ -12,7 +12,7 @@ def quick_gelu(x):
     release need it to reproduce their embeddings; `"gelu"` (exact erf form)
     is the choice for models trained from scratch.
     """
-    return x * ops.sigmoid(1.702 * x)
+    return ops.multiply(x, ops.sigmoid(ops.multiply(1.702, x)))
 
 
 def get_activation(name):
