@@ -1,0 +1,133 @@
+import io
+
+import numpy as np
+import pytest
+import sklearn.datasets
+import tensorflow as tf
+from PIL import Image
+
+from keras_clip.data import image_ops
+
+
+def encode(image, format, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+def real_photos():
+    """scikit-learn's two 640×427 photos, and 500×375 crops re-encoded from them."""
+    rng = np.random.default_rng(0)
+    photos = []
+    for path in sklearn.datasets.load_sample_images().filenames:
+        with open(path, "rb") as file:
+            photos.append(file.read())
+        image = Image.open(path).convert("RGB")
+        for _ in range(2):
+            left, top = rng.integers(0, 140), rng.integers(0, 52)
+            crop = image.crop((left, top, left + 500, top + 375))
+            photos.append(encode(crop, "JPEG", quality=90))
+    return photos
+
+
+def reference_eval(image_bytes, size):
+    """CLIP's released preprocessing: PIL bicubic resize, centre crop, normalise."""
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    width, height = image.size
+    if width <= height:
+        new_size = (size, int(size * height / width))
+    else:
+        new_size = (int(size * width / height), size)
+    image = image.resize(new_size, Image.BICUBIC)
+    top = int(round((new_size[1] - size) / 2.0))
+    left = int(round((new_size[0] - size) / 2.0))
+    pixels = np.asarray(image.crop((left, top, left + size, top + size)), np.float32)
+    return (pixels / 255.0 - image_ops.CLIP_MEAN) / image_ops.CLIP_STD
+
+
+@pytest.mark.parametrize("size", [224, 64])
+def test_eval_preprocessing_matches_pil(size):
+    # Decoding is bit-identical (accurate DCT, as PIL); what remains is the
+    # bicubic filter: TensorFlow weighs in float, PIL in fixed point, a
+    # difference of ~0.002 in normalised units (1 grey level ≈ 0.015). The
+    # bound 0.01 fails for TF's default fast DCT (~0.017) or no antialiasing.
+    for image_bytes in real_photos():
+        ours = image_ops.preprocess_for_eval(image_bytes, size).numpy()
+        reference = reference_eval(image_bytes, size)
+        assert ours.shape == reference.shape == (size, size, 3)
+        assert np.abs(ours - reference).mean() <= 0.01
+
+
+def test_eager_and_tf_data_agree():
+    photos = real_photos()[:3]
+    eager = np.stack([image_ops.preprocess_for_eval(p, 64).numpy() for p in photos])
+    dataset = tf.data.Dataset.from_tensor_slices(photos).map(
+        lambda b: image_ops.preprocess_for_eval(b, 64)
+    )
+    np.testing.assert_allclose(np.stack(list(dataset.as_numpy_iterator())), eager, atol=1e-6)
+
+
+def test_resize_keeps_aspect_like_torchvision():
+    image = tf.zeros([427, 640, 3], tf.uint8)
+    assert image_ops.resize_shorter_side(image, 224).shape == (224, 335, 3)
+    portrait = tf.zeros([640, 427, 3], tf.uint8)
+    assert image_ops.resize_shorter_side(portrait, 224).shape == (335, 224, 3)
+
+
+RNG = np.random.default_rng(1)
+RGB = Image.fromarray(RNG.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "image_bytes",
+    [
+        encode(RGB.convert("CMYK"), "JPEG", quality=95),
+        encode(RGB.convert("P"), "GIF"),
+        encode(RGB, "BMP"),
+        encode(RGB.convert("RGBA"), "PNG"),
+        encode(RGB.convert("L"), "PNG"),
+    ],
+    ids=["cmyk-jpeg", "gif", "bmp", "rgba-png", "grey-png"],
+)
+def test_decodes_formats_to_rgb_like_pil(image_bytes):
+    ours = image_ops.decode_rgb(image_bytes).numpy().astype(np.float32)
+    theirs = np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"), np.float32)
+    assert ours.shape == theirs.shape == (40, 60, 3)
+    assert np.abs(ours - theirs).mean() < 1.0
+
+
+def test_sixteen_bit_png_scales_to_eight_bits():
+    values = np.array([[0, 257 * 128, 65535]], np.uint16)
+    image = image_ops.decode_rgb(encode(Image.fromarray(values), "PNG")).numpy()
+    assert image[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_one_pixel_image_upscales():
+    image_bytes = encode(Image.new("RGB", (1, 1), (10, 200, 30)), "PNG")
+    out = image_ops.preprocess_for_eval(image_bytes, 32).numpy()
+    assert out.shape == (32, 32, 3) and np.isfinite(out).all()
+    np.testing.assert_allclose(out[5, 5] * image_ops.CLIP_STD + image_ops.CLIP_MEAN,
+                               np.array([10, 200, 30]) / 255, atol=1e-2)
+
+
+def test_bad_bytes_raise():
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        image_ops.decode_rgb(b"definitely not an image")
+
+
+def test_random_resized_crop_box_stays_in_bounds():
+    for _ in range(100):
+        top, left, h, w = [int(v) for v in image_ops.random_resized_crop_box(300, 200)]
+        assert 0 <= top and top + h <= 300 and 0 <= left and left + w <= 200
+        assert 0.89 <= h * w / (300 * 200) <= 1.0  # 0.9–1.0, up to rounding
+
+
+def test_train_preprocessing_is_random_and_shaped():
+    image_bytes = real_photos()[0]
+    a = image_ops.preprocess_for_train(image_bytes, 64).numpy()
+    b = image_ops.preprocess_for_train(image_bytes, 64).numpy()
+    assert a.shape == (64, 64, 3) and np.isfinite(a).all()
+    assert not np.allclose(a, b)
+    in_graph = next(iter(tf.data.Dataset.from_tensors(image_bytes).map(
+        lambda x: image_ops.preprocess_for_train(x, 64))))
+    assert in_graph.shape == (64, 64, 3)
