@@ -40,6 +40,69 @@ def _demo_parser(subparsers):
     return parser
 
 
+MAKE_TFRECORDS_EXAMPLE = """examples:
+  keras-clip make-tfrecords --table captions.csv --output data/train
+  keras-clip make-tfrecords --webdataset 'shards/*.tar' --output data/train \\
+      --shard-size-mb 200 --workers 8 --tokenize openai
+"""
+
+
+def _make_tfrecords_parser(subparsers):
+    parser = subparsers.add_parser(
+        "make-tfrecords",
+        help="write image–caption pairs as sharded TFRecords",
+        description=(
+            "Reads pairs from a CSV/TSV/JSONL table (columns filepath, caption) "
+            "or from WebDataset tar shards (KEY.jpg + KEY.txt), checks and "
+            "cleans them, and writes OUTPUT-NNNNN.tfrecord shards with a summary "
+            "of what was written and why anything was skipped."
+        ),
+        epilog=MAKE_TFRECORDS_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--table", help="CSV, TSV or JSONL with filepath,caption")
+    source.add_argument("--webdataset", help="glob of WebDataset .tar shards")
+    parser.add_argument("--images", help="folder the table's paths are relative to "
+                        "(default: the table's folder)")
+    parser.add_argument("--output", required=True, help="path prefix of the shards")
+    parser.add_argument("--shard-size-mb", type=float, default=100)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--max-shorter-side", type=int, default=512,
+                        help="downscale larger images to this shorter side")
+    parser.add_argument("--tokenize", metavar="MERGES",
+                        help="also store token ids: 'openai' (merges file from an "
+                        "installed package) or the path of a merges file")
+    parser.add_argument("--context-length", type=int, default=77)
+    return parser
+
+
+def _make_tfrecords(args):
+    import glob
+
+    from keras_clip.data import caption_sources
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.data.tfrecord_writer import write_tfrecords
+
+    if args.table:
+        pairs = caption_sources.read_caption_table(args.table, args.images)
+    else:
+        tars = sorted(glob.glob(args.webdataset))
+        if not tars:
+            raise SystemExit(f"keras-clip: no tar shards match {args.webdataset!r}")
+        pairs = caption_sources.read_webdataset(tars)
+    tokenizer = None
+    if args.tokenize:
+        path = None if args.tokenize == "openai" else args.tokenize
+        tokenizer = CLIPTokenizer.from_openai(path, context_length=args.context_length)
+    summary = write_tfrecords(
+        pairs, args.output, shard_size_mb=args.shard_size_mb,
+        num_workers=args.workers, max_shorter_side=args.max_shorter_side,
+        tokenizer=tokenizer,
+    )
+    return 0 if summary.written else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-clip",
@@ -47,7 +110,10 @@ def main(argv=None):
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _demo_parser(subparsers)
+    _make_tfrecords_parser(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "make-tfrecords":
+        return _make_tfrecords(args)
     if args.command == "demo":
         run_demo(
             preset=args.preset,

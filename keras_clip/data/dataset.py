@@ -1,0 +1,150 @@
+"""`make_dataset`: TFRecords → batches of `{"images", "token_ids"}` for `fit`."""
+
+import glob
+import json
+import os
+
+import tensorflow as tf
+
+from keras_clip.data import image_ops, tfrecord_schema
+
+
+class DatasetStats:
+    """Counts what a dataset made by `make_dataset` read, delivered and lost.
+
+    The counters are TensorFlow variables updated inside the pipeline, so
+    they can be read during iteration and are exact once it is exhausted.
+    `expected` comes from the shards' sidecar files (None without them).
+    """
+
+    def __init__(self, expected=None):
+        self.expected = expected
+        self.records_read = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.examples_delivered = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def as_dict(self):
+        read = int(self.records_read.numpy())
+        delivered = int(self.examples_delivered.numpy())
+        return {
+            "records_read": read,
+            "examples_delivered": delivered,
+            # Records whose image or caption could not be decoded.
+            "examples_skipped": read - delivered,
+            # Records lost to damaged files (needs the sidecar counts).
+            "records_unreadable": None if self.expected is None else self.expected - read,
+        }
+
+
+def list_shards(file_pattern):
+    """The sorted files matching a glob, or a clear error when none do."""
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = sorted({f for pattern in patterns for f in glob.glob(pattern)})
+    files = [f for f in files if not f.endswith((tfrecord_schema.SIDECAR_SUFFIX,))]
+    if not files:
+        raise FileNotFoundError(f"No TFRecord files match {file_pattern!r}.")
+    return files
+
+
+def expected_records(files):
+    """Sum of the sidecar record counts, or None if any shard lacks one."""
+    total = 0
+    for path in files:
+        sidecar = path + tfrecord_schema.SIDECAR_SUFFIX
+        if not os.path.exists(sidecar):
+            return None
+        with open(sidecar) as file:
+            total += json.load(file)["records"]
+    return total
+
+
+def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=None,
+                 shuffle_buffer=2048, seed=None, image_dtype="float32",
+                 drop_remainder=True, stats=None):
+    """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
+
+    Files are sharded across input workers (auto-shard by file), read
+    interleaved, shuffled when `training`, decoded and preprocessed
+    (training: random resized crop 90–100%; evaluation: resize and centre
+    crop), tokenized (or stored `token_ids` used), batched with static
+    shapes and prefetched. Records that cannot be read or decoded are
+    skipped, never fatal, and counted in `stats`.
+
+    Args:
+        file_pattern: glob (or list of globs) of `.tfrecord` shards.
+        image_size: int. Side of the square output images.
+        batch_size: int. Batch size (global, under a distribution strategy).
+        training: bool. Shuffle, augment and pick a random caption per image.
+        tokenizer: a `CLIPTokenizer`; None uses the records' `token_ids`.
+        shuffle_buffer: int. Examples in the shuffle buffer when training.
+        seed: optional int for the shuffles and augmentation.
+        image_dtype: `"float32"` or `"bfloat16"`.
+        drop_remainder: bool. Drop the last partial batch (static shapes,
+            needed on TPUs and for even replica splits).
+        stats: optional `DatasetStats` to fill; one is made otherwise and
+            attached to the result as `dataset.stats`.
+
+    Returns:
+        A `tf.data.Dataset` of `{"images": (B, S, S, 3), "token_ids": (B, T)}`.
+    """
+    files = list_shards(file_pattern)
+    stats = stats or DatasetStats(expected_records(files))
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        lambda path: tf.data.TFRecordDataset(path).ignore_errors(),
+        cycle_length=min(len(files), 16),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not training,
+    )
+
+    def count_read(record):
+        with tf.control_dependencies([stats.records_read.assign_add(1)]):
+            return tf.identity(record)
+
+    dataset = dataset.map(count_read)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(record):
+        example = tfrecord_schema.parse_example(record)
+        if training:
+            image = image_ops.preprocess_for_train(example["image"], image_size, seed=seed)
+        else:
+            image = image_ops.preprocess_for_eval(example["image"], image_size)
+        captions = example["captions"]
+        tf.debugging.assert_positive(tf.size(captions), "record has no caption")
+        index = 0
+        if training:
+            index = tf.random.uniform([], 0, tf.size(captions), tf.int32, seed=seed)
+        if tokenizer is not None:
+            token_ids = tokenizer(captions[index : index + 1])[0]
+        else:
+            token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index)
+        return {"images": tf.cast(image, image_dtype), "token_ids": token_ids}
+
+    def count_delivered(example):
+        with tf.control_dependencies([stats.examples_delivered.assign_add(1)]):
+            return {key: tf.identity(value) for key, value in example.items()}
+
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=not training)
+    dataset = dataset.ignore_errors().map(count_delivered)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.FILE
+        if len(files) > 1 else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    dataset = dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    dataset.stats = stats
+    return dataset
+
+
+def _stored_token_ids(flat_ids, num_captions, index):
+    tf.debugging.assert_positive(
+        tf.size(flat_ids), "records hold no token_ids: pass a tokenizer"
+    )
+    context_length = tf.size(flat_ids) // tf.cast(num_captions, tf.int32)
+    rows = tf.reshape(tf.cast(flat_ids, tf.int32), [num_captions, context_length])
+    return rows[index]

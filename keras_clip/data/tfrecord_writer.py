@@ -1,0 +1,199 @@
+"""Writes image–caption pairs as sharded TFRecords, counting every skip."""
+
+import collections
+import concurrent.futures
+import io
+import json
+import os
+
+import keras
+import tensorflow as tf
+from PIL import Image
+
+from keras_clip.data import tfrecord_schema
+from keras_clip.data.text_cleaning import clean_text
+
+# Formats TensorFlow decodes itself; anything else is re-encoded.
+TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
+# Decoding a 64-megapixel image is fine; past this, refuse to decode at all.
+MAX_PIXELS = 100_000_000
+
+
+class WriteSummary:
+    """What `write_tfrecords` did: counts, skip reasons, shard paths."""
+
+    def __init__(self):
+        self.written = 0
+        self.skipped = collections.Counter()
+        self.changed = collections.Counter()
+        self.shards = []
+
+    def as_dict(self):
+        return {
+            "written": self.written,
+            "skipped": dict(self.skipped),
+            "changed": dict(self.changed),
+            "shards": self.shards,
+        }
+
+    def __str__(self):
+        lines = [f"written: {self.written} pairs in {len(self.shards)} shards"]
+        lines += [f"skipped: {n} ({reason})" for reason, n in self.skipped.most_common()]
+        lines += [f"changed: {n} ({what})" for what, n in self.changed.most_common()]
+        return "\n".join(lines)
+
+
+def prepare_pair(pair, max_shorter_side=512, max_caption_chars=1000, tokenizer=None):
+    """A `RawPair` → `(serialized record, changes)`, or `(None, skip reason)`."""
+    if pair.problem:
+        return None, pair.problem
+    captions, changes = [], []
+    for raw in pair.captions:
+        try:
+            text = clean_text(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None, "caption is not UTF-8"
+        if len(text) > max_caption_chars:
+            text = text[:max_caption_chars]
+            changes.append("caption cut to max_caption_chars")
+        if text:
+            captions.append(text)
+    if not captions:
+        return None, "empty caption"
+    image, width, height, image_changes = _prepare_image(pair.image, max_shorter_side)
+    if image is None:
+        return None, image_changes
+    token_ids = None
+    if tokenizer is not None:
+        token_ids = keras.ops.convert_to_numpy(tokenizer(captions))
+    record = tfrecord_schema.serialize_example(
+        image, captions, pair.key, pair.source, width, height, token_ids
+    )
+    return record, changes + image_changes
+
+
+def _prepare_image(data, max_shorter_side):
+    if not data:
+        return None, 0, 0, "empty image file"
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            return None, 0, 0, f"image over {MAX_PIXELS:,} pixels"
+        image.load()  # decodes fully: catches truncated files
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None, 0, 0, "unreadable image"
+    changes = []
+    if max_shorter_side and min(width, height) > max_shorter_side:
+        scale = max_shorter_side / min(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        image = _to_rgb(image).resize((width, height), Image.BICUBIC)
+        changes.append("downscaled")
+    elif image.format in TF_FORMATS and _tensorflow_decodes(data):
+        return data, width, height, changes
+    else:
+        changes.append(f"re-encoded from {image.format or 'a format TF cannot read'}")
+        image = _to_rgb(image)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue(), width, height, changes
+
+
+def _to_rgb(image):
+    if image.mode in ("I;16", "I;16B", "I"):
+        image = image.point(lambda v: v / 256).convert("L")
+    return image.convert("RGB")
+
+
+def _tensorflow_decodes(data):
+    try:
+        tf.io.decode_image(data, channels=3, expand_animations=False)
+        return True
+    except tf.errors.InvalidArgumentError:
+        return False
+
+
+def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
+                    max_shorter_side=512, max_caption_chars=1000, tokenizer=None,
+                    expected_pairs=None, verbose=True):
+    """Encodes `pairs` in parallel into `{output_prefix}-NNNNN.tfrecord` shards.
+
+    Args:
+        pairs: iterable of `caption_sources.RawPair`.
+        output_prefix: path prefix of the shards (folders are created).
+        shard_size_mb: a shard is closed once it holds this many megabytes.
+        num_workers: threads validating and re-encoding images.
+        max_shorter_side: larger images are downscaled to this shorter side.
+        max_caption_chars: longer captions are cut (the tokenizer keeps 77
+            tokens anyway).
+        tokenizer: optional `CLIPTokenizer`; stores `token_ids` too.
+        expected_pairs: optional total, for the progress bar.
+
+    Returns:
+        A `WriteSummary`; it is also written to `{output_prefix}-summary.json`.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(output_prefix)), exist_ok=True)
+    summary = WriteSummary()
+    shard = _ShardWriter(output_prefix, shard_size_mb * 2**20, summary)
+    progress = keras.utils.Progbar(expected_pairs, verbose=1 if verbose else 0,
+                                   unit_name="pair")
+    with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
+        results = _ordered_map(
+            pool,
+            lambda p: prepare_pair(p, max_shorter_side, max_caption_chars, tokenizer),
+            pairs,
+            window=8 * num_workers,
+        )
+        for count, (record, outcome) in enumerate(results, start=1):
+            if record is None:
+                summary.skipped[outcome] += 1
+            else:
+                shard.write(record)
+                summary.changed.update(outcome)
+            progress.update(count)
+    shard.close()
+    with open(f"{output_prefix}-summary.json", "w") as file:
+        json.dump(summary.as_dict(), file, indent=2)
+    if verbose:
+        print(f"\n{summary}")
+    return summary
+
+
+def _ordered_map(pool, function, items, window):
+    """`pool.map` that keeps at most `window` items in flight (and in memory)."""
+    pending = collections.deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class _ShardWriter:
+    """Opens a new shard when the current one is full; writes sidecars."""
+
+    def __init__(self, prefix, max_bytes, summary):
+        self.prefix, self.max_bytes, self.summary = prefix, max_bytes, summary
+        self.writer, self.path, self.size, self.records = None, None, 0, 0
+
+    def write(self, record):
+        if self.writer is None:
+            self.path = f"{self.prefix}-{len(self.summary.shards):05d}.tfrecord"
+            self.writer = tf.io.TFRecordWriter(self.path)
+            self.size = self.records = 0
+        self.writer.write(record)
+        self.size += len(record)
+        self.records += 1
+        self.summary.written += 1
+        if self.size >= self.max_bytes:
+            self.close()
+
+    def close(self):
+        if self.writer is None:
+            return
+        self.writer.close()
+        with open(self.path + tfrecord_schema.SIDECAR_SUFFIX, "w") as file:
+            json.dump({"records": self.records}, file)
+        self.summary.shards.append(self.path)
+        self.writer = None

@@ -1,0 +1,110 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_clip import CLIPModel, cli
+from keras_clip.data import tfrecord_schema
+from keras_clip.data.clip_tokenizer import CLIPTokenizer
+from keras_clip.data.dataset import DatasetStats, make_dataset
+from tests.data.fixtures import encode, photo, write_folder_source
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return CLIPTokenizer.from_openai(context_length=16)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """make-tfrecords over the damaged folder source: 9 good pairs, 2 shards+."""
+    root = tmp_path_factory.mktemp("source")
+    table, expected = write_folder_source(root)
+    output = root / "out" / "pairs"
+    assert cli.main(["make-tfrecords", "--table", str(table), "--output", str(output),
+                     "--shard-size-mb", "0.01", "--workers", "2"]) == 0
+    return str(output) + "-*.tfrecord", expected["written"]
+
+
+def test_eval_batches_have_static_shapes_and_count_everything(shards, tokenizer):
+    pattern, count = shards
+    dataset = make_dataset(pattern, image_size=32, batch_size=4, training=False,
+                           tokenizer=tokenizer, drop_remainder=False)
+    batches = list(dataset)
+    assert sum(int(b["images"].shape[0]) for b in batches) == count
+    assert batches[0]["images"].shape == (4, 32, 32, 3)
+    assert batches[0]["token_ids"].dtype == tf.int32
+    assert batches[0]["token_ids"].shape == (4, 16)
+    assert dataset.stats.as_dict() == {
+        "records_read": count, "examples_delivered": count,
+        "examples_skipped": 0, "records_unreadable": 0,
+    }
+
+
+def test_damaged_records_and_files_are_skipped_and_counted(shards, tokenizer, tmp_path):
+    pattern, count = shards
+    files = sorted(tf.io.gfile.glob(pattern))
+    data = open(files[0], "rb").read()
+    records_in_first = sum(1 for _ in tf.data.TFRecordDataset(files[0]))
+    # A copy of the first shard cut in the middle of its last record.
+    first_record_size = len(next(iter(tf.data.TFRecordDataset(files[0]))).numpy())
+    truncated = tmp_path / "cut.tfrecord"
+    truncated.write_bytes(data[: len(data) - first_record_size // 2])
+    (tmp_path / "cut.tfrecord.json").write_text(f'{{"records": {records_in_first}}}')
+    # A shard whose records look right but whose images are not images.
+    with tf.io.TFRecordWriter(str(tmp_path / "junk.tfrecord")) as writer:
+        for junk in (b"\x00" * 10, b"\xff\xd8 not really a jpeg", encode(photo(1))[:200]):
+            writer.write(tfrecord_schema.serialize_example(junk, ["junk"]))
+        writer.write(tfrecord_schema.serialize_example(encode(photo(2)), ["fine"]))
+    (tmp_path / "junk.tfrecord.json").write_text('{"records": 4}')
+
+    dataset = make_dataset([pattern, str(tmp_path / "*.tfrecord")], image_size=32,
+                           batch_size=1, training=False, tokenizer=tokenizer)
+    delivered = sum(1 for _ in dataset)
+    good = count + (records_in_first - 1) + 1
+    assert delivered == good
+    assert dataset.stats.as_dict() == {
+        "records_read": count + records_in_first - 1 + 4,
+        "examples_delivered": good,
+        "examples_skipped": 3,
+        "records_unreadable": 1,
+    }
+
+
+def test_training_pipeline_augments_and_shuffles(shards, tokenizer):
+    pattern, count = shards
+    dataset = make_dataset(pattern, image_size=32, batch_size=3, training=True,
+                           tokenizer=tokenizer, seed=0, image_dtype="bfloat16")
+    batch = next(iter(dataset))
+    assert batch["images"].dtype == tf.bfloat16
+    assert batch["images"].shape == (3, 32, 32, 3)
+    assert len(list(dataset)) == count // 3
+
+
+def test_missing_files_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No TFRecord files match"):
+        make_dataset(str(tmp_path / "*.tfrecord"), image_size=32, batch_size=2,
+                     training=True)
+
+
+def test_stored_token_ids_need_no_tokenizer(tmp_path, tokenizer):
+    captions = ["a red square", "a blue circle"]
+    ids = keras.ops.convert_to_numpy(tokenizer(captions))
+    with tf.io.TFRecordWriter(str(tmp_path / "t.tfrecord")) as writer:
+        writer.write(tfrecord_schema.serialize_example(
+            encode(photo(3)), captions, token_ids=ids))
+    dataset = make_dataset(str(tmp_path / "t.tfrecord"), image_size=32, batch_size=1,
+                           training=False)
+    np.testing.assert_array_equal(next(iter(dataset))["token_ids"].numpy()[0], ids[0])
+
+
+@pytest.mark.slow
+def test_make_tfrecords_to_fit_end_to_end(shards, tokenizer):
+    pattern, _ = shards
+    dataset = make_dataset(pattern, image_size=32, batch_size=4, training=True,
+                           tokenizer=tokenizer, seed=1).repeat()
+    model = CLIPModel.from_preset("tiny-vit")
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    history = model.fit(dataset, steps_per_epoch=3, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert len(history.history["loss"]) == 2
