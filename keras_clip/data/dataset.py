@@ -118,9 +118,9 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
         if training:
             index = tf.random.uniform([], 0, tf.size(captions), tf.int32, seed=seed)
         if tokenizer is not None:
-            token_ids = tokenizer(captions[index : index + 1])[0]
-        else:
-            token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index)
+            # Tokenized per batch below: the BPE loop is ~7x faster on batches.
+            return {"images": tf.cast(image, image_dtype), "captions": captions[index]}
+        token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index)
         return {"images": tf.cast(image, image_dtype), "token_ids": token_ids}
 
     def count_delivered(example):
@@ -131,6 +131,13 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
                           deterministic=not training)
     dataset = dataset.ignore_errors().map(count_delivered)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if tokenizer is not None:
+        dataset = dataset.map(
+            lambda batch: {"images": batch["images"],
+                           "token_ids": tokenizer(batch["captions"])},
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=not training,
+        )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.FILE
