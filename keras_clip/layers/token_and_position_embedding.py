@@ -4,6 +4,16 @@ import keras
 from keras import ops
 
 
+def check_context_length(token_ids, context_length):
+    """Raises a clear error for token ids wider than the context."""
+    length = token_ids.shape[-1]
+    if length is not None and length > context_length:
+        raise ValueError(
+            f"token_ids have {length} positions but the context length is "
+            f"{context_length}; tokenize with context_length={context_length}."
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_clip")
 class TokenAndPositionEmbedding(keras.layers.Layer):
     """Maps `(B, T)` token ids to `(B, T, width)` vectors, `T <= context_length`.
@@ -43,13 +53,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         )
 
     def call(self, token_ids):
-        length = token_ids.shape[-1]
-        if length is not None and length > self.context_length:
-            raise ValueError(
-                f"token_ids have {length} positions but the context length is "
-                f"{self.context_length}; tokenize with "
-                f"context_length={self.context_length}."
-            )
+        check_context_length(token_ids, self.context_length)
         x = ops.take(self.token_embedding, token_ids, axis=0)  # (B, T, width)
         positions = self.position_embedding[: ops.shape(token_ids)[-1]]
         return ops.cast(x + positions[None], self.compute_dtype)

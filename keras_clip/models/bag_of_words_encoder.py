@@ -3,6 +3,7 @@
 import keras
 
 from keras_clip.layers.masked_mean_pooling import MaskedMeanPooling
+from keras_clip.layers.token_and_position_embedding import check_context_length
 from keras_clip.models.encoder import Encoder, projection_layer
 
 
@@ -69,12 +70,7 @@ class BagOfWordsEncoder(Encoder):
         self.padding_id = padding_id
 
     def call(self, token_ids, training=None, mask=None):
-        length = token_ids.shape[-1]
-        if length is not None and length > self.context_length:
-            raise ValueError(
-                f"token_ids have {length} positions but the context length is "
-                f"{self.context_length}."
-            )
+        check_context_length(token_ids, self.context_length)
         return super().call(token_ids, training=training, mask=mask)
 
     def get_config(self):

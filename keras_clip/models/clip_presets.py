@@ -58,6 +58,14 @@ def _resnet(image_size, blocks_per_stage, width, output_dim):
     )
 
 
+_TINY_VIT = {
+    "image_size": 32,
+    "patch_size": 8,
+    "hidden_dim": 64,
+    "num_layers": 2,
+    "num_heads": 2,
+    "output_dim": 64,
+}
 _TINY_TEXT = {
     "vocabulary_size": 49408,
     "context_length": 16,
@@ -87,17 +95,7 @@ PRESETS = {
         "text": _text(768, 12, 768),
     },
     "tiny-vit": {
-        "image": (
-            "VisionTransformer",
-            {
-                "image_size": 32,
-                "patch_size": 8,
-                "hidden_dim": 64,
-                "num_layers": 2,
-                "num_heads": 2,
-                "output_dim": 64,
-            },
-        ),
+        "image": ("VisionTransformer", _TINY_VIT),
         "text": ("TextTransformer", _TINY_TEXT),
     },
     "tiny-resnet": {
@@ -114,17 +112,7 @@ PRESETS = {
         "text": ("TextTransformer", _TINY_TEXT),
     },
     "tiny-bow": {
-        "image": (
-            "VisionTransformer",
-            {
-                "image_size": 32,
-                "patch_size": 8,
-                "hidden_dim": 64,
-                "num_layers": 2,
-                "num_heads": 2,
-                "output_dim": 64,
-            },
-        ),
+        "image": ("VisionTransformer", _TINY_VIT),
         "text": (
             "BagOfWordsEncoder",
             {
