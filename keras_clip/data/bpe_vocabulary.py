@@ -85,3 +85,63 @@ def load_hf_vocabulary(vocabulary_path, merges_path):
             if line.strip() and not line.startswith("#version")
         ]
     return vocabulary, merges
+
+
+# CLIP's pre-split, for Python (the graph spells the same pattern for RE2).
+_PIECES = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"
+
+
+def byte_level_words(text):
+    """A cleaned caption → its words as byte symbols, as the tokenizer sees them."""
+    import regex
+
+    byte_values, symbols = bytes_to_unicode()
+    to_symbol = dict(zip([b[0] for b in byte_values], symbols))
+    text = " ".join(text.split()).lower()
+    return [
+        "".join(to_symbol[b] for b in piece.encode("utf-8"))
+        for piece in regex.findall(_PIECES, text)
+    ]
+
+
+def train_bpe_vocabulary(texts, vocabulary_size, min_frequency=2):
+    """Learns `(vocabulary, merges)` for `CLIPTokenizer` from captions.
+
+    Captions are cleaned and pre-split exactly as the tokenizer does, mapped
+    to byte symbols, and `tokenizers`' BPE trainer learns merges with `</w>`
+    word ends; ids follow OpenAI's layout (512 byte symbols, one per merge,
+    then the two special tokens), so every text has ids.
+
+    Args:
+        texts: iterable of caption strings (any language).
+        vocabulary_size: int. Total ids, at least 514 (the byte symbols and
+            the special tokens); fewer merges are learned if the corpus runs
+            out of pairs seen `min_frequency` times.
+        min_frequency: int. Fewest occurrences of a pair to merge it.
+    """
+    import tokenizers
+
+    from keras_clip.data.text_cleaning import clean_text
+
+    num_merges = vocabulary_size - len(base_symbols()) - 2
+    if num_merges < 0:
+        raise ValueError(
+            f"vocabulary_size must be at least {len(base_symbols()) + 2} (byte "
+            f"symbols and special tokens), got {vocabulary_size}."
+        )
+    model = tokenizers.models.BPE(end_of_word_suffix=END_OF_WORD)
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=len(base_symbols()) + num_merges,
+        min_frequency=min_frequency,
+        initial_alphabet=bytes_to_unicode()[1],
+        end_of_word_suffix=END_OF_WORD,
+        show_progress=False,
+    )
+    bpe = tokenizers.Tokenizer(model)
+    bpe.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    words = (" ".join(byte_level_words(clean_text(text))) for text in texts)
+    bpe.train_from_iterator(words, trainer)
+    merges = [" ".join(pair) if isinstance(pair, (list, tuple)) else pair
+              for pair in json.loads(bpe.to_str())["model"]["merges"]]
+    merges = merges[:num_merges]
+    return vocabulary_from_merges(merges), merges

@@ -90,6 +90,18 @@ class CLIPTokenizer(BytePairTokenizer):
         )
         return cls(vocabulary, merges, context_length=context_length)
 
+    @classmethod
+    def train(cls, texts, vocabulary_size, context_length=77, min_frequency=2):
+        """A new byte-level BPE vocabulary learned from captions.
+
+        For training from scratch in another language or domain; see
+        `bpe_vocabulary.train_bpe_vocabulary`.
+        """
+        vocabulary, merges = bpe_vocabulary.train_bpe_vocabulary(
+            texts, vocabulary_size, min_frequency
+        )
+        return cls(vocabulary, merges, context_length=context_length)
+
     def set_vocabulary_and_merges(self, vocabulary, merges):
         super().set_vocabulary_and_merges(vocabulary, merges)
         if self.vocabulary is not None:

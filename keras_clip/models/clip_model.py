@@ -44,6 +44,9 @@ class CLIPModel(keras.Model):
     (8, 64)
     """
 
+    #: Names `from_preset` builds: the paper's nine, then the tiny ones.
+    presets = tuple(clip_presets.PRESETS)
+
     def __init__(
         self,
         image_encoder,
@@ -191,11 +194,6 @@ class CLIPModel(keras.Model):
             f"Unknown CLIP preset {preset!r}. Available presets: "
             f"{', '.join(clip_presets.PRESETS)}; or the path of a .keras file."
         )
-
-    @classmethod
-    @property
-    def presets(cls):
-        return tuple(clip_presets.PRESETS)
 
     def get_config(self):
         return {
