@@ -139,6 +139,9 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             deterministic=not training,
         )
     options = tf.data.Options()
+    # tf.data already runs elements in parallel; letting each small image op
+    # also split across the intra-op pool cost ~20% of throughput here.
+    options.threading.max_intra_op_parallelism = 1
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.FILE
         if len(files) > 1 else tf.data.experimental.AutoShardPolicy.DATA

@@ -198,6 +198,5 @@ def preprocess_for_train(image_bytes, image_size, scale=(0.9, 1.0), seed=None):
     )
     image = image[top : top + crop_height, left : left + crop_width]
     image = tf.image.resize(image, [image_size, image_size], "bicubic", antialias=True)
-    image = tf.clip_by_value(tf.round(image), 0.0, 255.0)
     image.set_shape([image_size, image_size, 3])
     return normalize(image)
