@@ -125,7 +125,8 @@ class CLIPTokenizer(BytePairTokenizer):
                 )
             inputs = [clean_text(_as_text(text)) for text in inputs]
         elif isinstance(inputs, np.ndarray) and inputs.dtype.kind in "OUS":
-            inputs = [clean_text(_as_text(text)) for text in inputs.ravel()]
+            cleaned = [clean_text(_as_text(text)) for text in inputs.ravel()]
+            inputs = np.array(cleaned, dtype=object).reshape(inputs.shape)
         texts = tf.convert_to_tensor(inputs, tf.string)
         if texts.shape.rank not in (0, 1):
             raise ValueError(

@@ -127,6 +127,11 @@ def test_assets_round_trip(tmp_path, tokenizer):
 def test_bad_inputs_and_configurations(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="1-D batch of strings"):
         tokenizer([["a", "b"]])
+    with pytest.raises(ValueError, match="1-D batch of strings"):
+        tokenizer(np.array([["a", "b"], ["c", "d"]]))
+    np.testing.assert_array_equal(  # NumPy string arrays are cleaned too
+        np.asarray(tokenizer(np.array(["fish &amp; chips"]))),
+        np.asarray(tokenizer(["fish & chips"])))
     with pytest.raises(ValueError, match="context_length must leave room"):
         CLIPTokenizer.from_openai(context_length=1)
     vocabulary, merges = load_openai_vocabulary()
