@@ -19,7 +19,6 @@ in batches of 64.
 
 import argparse
 import csv
-import io
 import json
 import math
 import os

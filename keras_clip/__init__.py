@@ -8,6 +8,7 @@ Importing the package registers every layer and model with Keras, so
 from keras_clip.models.clip_model import CLIPModel
 
 __version__ = "0.1.0"
+__all__ = ["CLIPModel", "CLIPTokenizer"]
 
 
 def __getattr__(name):

@@ -2,3 +2,8 @@
 
 from keras_clip.data.clip_tokenizer import CLIPTokenizer
 from keras_clip.data.synthetic_pairs import synthetic_pairs
+
+__all__ = [
+    "CLIPTokenizer",
+    "synthetic_pairs",
+]

@@ -10,3 +10,16 @@ from keras_clip.layers.patch_embedding import PatchEmbedding
 from keras_clip.layers.quick_gelu import quick_gelu
 from keras_clip.layers.residual_attention_block import ResidualAttentionBlock
 from keras_clip.layers.token_and_position_embedding import TokenAndPositionEmbedding
+
+__all__ = [
+    "AttentionPooling",
+    "Bottleneck",
+    "EndOfTextPooling",
+    "LogitScaleConstraint",
+    "MaskedMeanPooling",
+    "MultiHeadSelfAttention",
+    "PatchEmbedding",
+    "quick_gelu",
+    "ResidualAttentionBlock",
+    "TokenAndPositionEmbedding",
+]

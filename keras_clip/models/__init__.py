@@ -5,3 +5,11 @@ from keras_clip.models.clip_model import CLIPModel
 from keras_clip.models.modified_resnet import ModifiedResNet
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
+
+__all__ = [
+    "BagOfWordsEncoder",
+    "CLIPModel",
+    "ModifiedResNet",
+    "TextTransformer",
+    "VisionTransformer",
+]

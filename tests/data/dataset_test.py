@@ -6,7 +6,7 @@ import tensorflow as tf
 from keras_clip import CLIPModel, cli
 from keras_clip.data import tfrecord_schema
 from keras_clip.data.clip_tokenizer import CLIPTokenizer
-from keras_clip.data.dataset import DatasetStats, make_dataset
+from keras_clip.data.dataset import make_dataset
 from tests.data.fixtures import encode, photo, write_folder_source
 
 
