@@ -10,6 +10,7 @@ and crop by a random resized crop of 90–100% of the area (Radford et al.,
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -145,9 +146,20 @@ def center_crop(image, size):
 
 
 def normalize(image):
-    """`[0, 255]` pixels → CLIP's normalised float32 inputs."""
-    image = tf.cast(image, tf.float32) / 255.0
-    return (image - CLIP_MEAN) / CLIP_STD
+    """`[0, 255]` pixels → CLIP's normalised float32 inputs.
+
+    One multiply-add, `(x / 255 - mean) / std` rearranged. When the shape is
+    static, the per-channel factors are laid out at the image's full size:
+    TensorFlow's CPU kernels broadcast a trailing axis of 3 several times
+    slower than they multiply two tensors of one shape.
+    """
+    image = tf.cast(image, tf.float32)
+    scale = 1.0 / (255.0 * np.array(CLIP_STD, np.float32))
+    offset = -np.array(CLIP_MEAN, np.float32) / np.array(CLIP_STD, np.float32)
+    if image.shape.is_fully_defined():
+        scale = np.broadcast_to(scale, image.shape)
+        offset = np.broadcast_to(offset, image.shape)
+    return image * scale + offset
 
 
 def random_resized_crop_box(height, width, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3), seed=None):
