@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import random
 
 import tensorflow as tf
 
@@ -59,7 +60,8 @@ def expected_records(files):
 
 def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=None,
                  shuffle_buffer=2048, seed=None, image_dtype="float32",
-                 drop_remainder=True, stats=None):
+                 drop_remainder=True, repeat=False, skip_examples=0,
+                 deterministic=None, stats=None):
     """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
 
     Files are sharded across input workers (auto-shard by file), read
@@ -69,6 +71,13 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     shapes and prefetched. Records that cannot be read or decoded are
     skipped, never fatal, and counted in `stats`.
 
+    Augmentation and caption choice draw from stateless random ops seeded
+    by `(seed, position in the stream)`, so with `deterministic=True` the
+    stream is a pure function of `seed`, and `skip_examples=k` resumes it
+    exactly where an uninterrupted run would be after `k` examples (records
+    are skipped before decoding, so resuming costs no image work; a damaged
+    record among the skipped ones shifts the stream by one).
+
     Args:
         file_pattern: glob (or list of globs) of `.tfrecord` shards.
         image_size: int. Side of the square output images.
@@ -76,10 +85,14 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
         training: bool. Shuffle, augment and pick a random caption per image.
         tokenizer: a `CLIPTokenizer`; None uses the records' `token_ids`.
         shuffle_buffer: int. Examples in the shuffle buffer when training.
-        seed: optional int for the shuffles and augmentation.
+        seed: optional int for the shuffles and augmentation (None: random).
         image_dtype: `"float32"` or `"bfloat16"`.
         drop_remainder: bool. Drop the last partial batch (static shapes,
             needed on TPUs and for even replica splits).
+        repeat: bool. Loop over the data forever, reshuffling every pass.
+        skip_examples: int. Examples of the stream to skip (resuming).
+        deterministic: bool. Keep the order independent of thread timing
+            (default: only when not `training`, which is a little faster).
         stats: optional `DatasetStats` to fill; one is made otherwise and
             attached to the result as `dataset.stats`.
 
@@ -87,7 +100,10 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
         A `tf.data.Dataset` of `{"images": (B, S, S, 3), "token_ids": (B, T)}`.
     """
     files = list_shards(file_pattern)
-    stats = stats or DatasetStats(expected_records(files))
+    single_pass = not repeat and not skip_examples
+    stats = stats or DatasetStats(expected_records(files) if single_pass else None)
+    deterministic = (not training) if deterministic is None else deterministic
+    seed = random.randrange(2**31) if seed is None else seed
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -95,40 +111,48 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
         lambda path: tf.data.TFRecordDataset(path).ignore_errors(),
         cycle_length=min(len(files), 16),
         num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not training,
+        deterministic=deterministic,
     )
-
-    def count_read(record):
-        with tf.control_dependencies([stats.records_read.assign_add(1)]):
-            return tf.identity(record)
-
-    dataset = dataset.map(count_read)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.enumerate().skip(skip_examples)
 
-    def prepare(record):
+    def count_read(position, record):
+        with tf.control_dependencies([stats.records_read.assign_add(1)]):
+            return position, tf.identity(record)
+
+    dataset = dataset.map(count_read)
+
+    def prepare(position, record):
         example = tfrecord_schema.parse_example(record)
+        image_seed, caption_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), position]), 2))
         if training:
-            image = image_ops.preprocess_for_train(example["image"], image_size, seed=seed)
+            image = image_ops.preprocess_for_train(example["image"], image_size, image_seed)
         else:
             image = image_ops.preprocess_for_eval(example["image"], image_size)
         captions = example["captions"]
         tf.debugging.assert_positive(tf.size(captions), "record has no caption")
         index = 0
         if training:
-            index = tf.random.uniform([], 0, tf.size(captions), tf.int32, seed=seed)
+            index = tf.random.stateless_uniform(
+                [], caption_seed, 0, tf.size(captions), tf.int32
+            )
+        image = tf.cast(image, image_dtype)
         if tokenizer is not None:
             # Tokenized per batch below: the BPE loop is ~7x faster on batches.
-            return {"images": tf.cast(image, image_dtype), "captions": captions[index]}
+            return {"images": image, "captions": captions[index]}
         token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index)
-        return {"images": tf.cast(image, image_dtype), "token_ids": token_ids}
+        return {"images": image, "token_ids": token_ids}
 
     def count_delivered(example):
         with tf.control_dependencies([stats.examples_delivered.assign_add(1)]):
             return {key: tf.identity(value) for key, value in example.items()}
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=not training)
+                          deterministic=deterministic)
     dataset = dataset.ignore_errors().map(count_delivered)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if tokenizer is not None:
@@ -136,7 +160,7 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             lambda batch: {"images": batch["images"],
                            "token_ids": tokenizer(batch["captions"])},
             num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=not training,
+            deterministic=deterministic,
         )
     options = tf.data.Options()
     # tf.data already runs elements in parallel; letting each small image op

@@ -162,17 +162,22 @@ def normalize(image):
     return image * scale + offset
 
 
-def random_resized_crop_box(height, width, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3), seed=None):
+def random_resized_crop_box(height, width, seed, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3)):
     """A random crop `(top, left, crop_height, crop_width)`.
 
     Its area is a uniform fraction in `scale` of the image's and its aspect
     ratio (width / height) log-uniform in `ratio`, clamped to the ratios at
     which a box of that area fits: the area is kept, never the ratio, so
-    a tall or wide image still gets 90–100% of itself.
+    a tall or wide image still gets 90–100% of itself. `seed` is a `(2,)`
+    integer tensor: the same seed gives the same box (stateless draws), so
+    a resumed run crops each example as the uninterrupted one did.
     """
+    seeds = tf.random.experimental.stateless_split(seed, 4)
     height_f, width_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    target = height_f * width_f * tf.random.uniform([], scale[0], scale[1], seed=seed)
-    log_ratio = tf.random.uniform([], math.log(ratio[0]), math.log(ratio[1]), seed=seed)
+    target = height_f * width_f * tf.random.stateless_uniform([], seeds[0], scale[0], scale[1])
+    log_ratio = tf.random.stateless_uniform(
+        [], seeds[1], math.log(ratio[0]), math.log(ratio[1])
+    )
     # width = sqrt(target * r) <= W and height = sqrt(target / r) <= H.
     log_ratio = tf.clip_by_value(
         log_ratio,
@@ -184,8 +189,8 @@ def random_resized_crop_box(height, width, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3
     crop_height = tf.cast(tf.round(tf.sqrt(target / aspect)), tf.int32)
     crop_width = tf.clip_by_value(crop_width, 1, width)
     crop_height = tf.clip_by_value(crop_height, 1, height)
-    top = tf.random.uniform([], 0, height - crop_height + 1, tf.int32, seed=seed)
-    left = tf.random.uniform([], 0, width - crop_width + 1, tf.int32, seed=seed)
+    top = tf.random.stateless_uniform([], seeds[2], 0, height - crop_height + 1, tf.int32)
+    left = tf.random.stateless_uniform([], seeds[3], 0, width - crop_width + 1, tf.int32)
     return top, left, crop_height, crop_width
 
 
@@ -197,16 +202,17 @@ def preprocess_for_eval(image_bytes, image_size):
     return normalize(image)
 
 
-def preprocess_for_train(image_bytes, image_size, scale=(0.9, 1.0), seed=None):
+def preprocess_for_train(image_bytes, image_size, seed, scale=(0.9, 1.0)):
     """Bytes → `(image_size, image_size, 3)` float32: random resized crop, normalise.
 
+    `seed`: a `(2,)` integer tensor (see `random_resized_crop_box`).
     Augmentation needs no pixel parity with PIL, so this takes the faster
     JPEG DCT and TensorFlow's own antialiased resize.
     """
     image = decode_rgb(image_bytes, dct_method="INTEGER_FAST")
     shape = tf.shape(image)
     top, left, crop_height, crop_width = random_resized_crop_box(
-        shape[0], shape[1], scale, seed=seed
+        shape[0], shape[1], seed, scale
     )
     image = image[top : top + crop_height, left : left + crop_width]
     image = tf.image.resize(image, [image_size, image_size], "bicubic", antialias=True)

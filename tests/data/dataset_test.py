@@ -108,3 +108,22 @@ def test_make_tfrecords_to_fit_end_to_end(shards, tokenizer):
     history = model.fit(dataset, steps_per_epoch=3, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert len(history.history["loss"]) == 2
+
+
+def test_deterministic_stream_resumes_exactly_after_skipping(shards, tokenizer):
+    pattern, count = shards
+    assert count == 9  # three batches of 3 per pass
+
+    def stream(skip_examples):
+        return make_dataset(pattern, image_size=32, batch_size=3, training=True,
+                            tokenizer=tokenizer, seed=3, repeat=True, deterministic=True,
+                            skip_examples=skip_examples)
+
+    whole = [batch for _, batch in zip(range(6), stream(0))]
+    resumed = [batch for _, batch in zip(range(3), stream(9))]
+    for expected, actual in zip(whole[3:], resumed):
+        np.testing.assert_array_equal(actual["images"], expected["images"])
+        np.testing.assert_array_equal(actual["token_ids"], expected["token_ids"])
+    # Each pass reshuffles and re-augments: pass two is not pass one again.
+    first, second = (np.concatenate([b["images"] for b in whole[i:i + 3]]) for i in (0, 3))
+    assert not np.allclose(first, second)
