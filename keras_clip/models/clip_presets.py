@@ -133,9 +133,18 @@ def model_name(preset):
 
 def build_towers(preset, dtype=None):
     """`(image_encoder, text_encoder)` of a preset, with fresh random weights."""
+    return build_towers_from(PRESETS[preset], dtype)
+
+
+def build_towers_from(architecture, dtype=None):
+    """Towers from preset data: `{"image": (class_name, args), "text": ...}`."""
     towers = []
     for part in ("image", "text"):
-        class_name, arguments = PRESETS[preset][part]
+        class_name, arguments = architecture[part]
+        if class_name not in TOWERS:
+            raise ValueError(
+                f"Unknown {part} tower {class_name!r}; known: {', '.join(TOWERS)}."
+            )
         towers.append(
             TOWERS[class_name](**arguments, dtype=dtype, name=f"{part}_encoder")
         )

@@ -1,0 +1,83 @@
+"""Checkpointer: saves every N steps, resumes after a crash, stops on time."""
+
+import json
+import os
+
+import keras
+
+LATEST = "latest.json"
+
+
+def latest_checkpoint(directory):
+    """`(step, path)` of the newest complete checkpoint in `directory`, or None."""
+    try:
+        with open(os.path.join(directory, LATEST)) as file:
+            latest = json.load(file)
+    except FileNotFoundError:
+        return None
+    return latest["step"], os.path.join(directory, latest["file"])
+
+
+def _atomic_json(path, value):
+    partial = path + ".partial"
+    with open(partial, "w") as file:
+        json.dump(value, file)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves the whole model (weights, optimizer state, config) as `.keras`.
+
+    Counts optimizer steps from `start_step`, saves every `every` steps and
+    at the end of training, keeps the newest `keep` files, and stops
+    training once `total_steps` are done (Keras checks after each batch),
+    so a resumed run stops at the same step as an uninterrupted one. A file
+    is written under a temporary name and renamed, and `latest.json` is
+    replaced only after, so a process killed mid-save leaves the previous
+    checkpoint intact. Only the chief writes.
+
+    Args:
+        directory: str. Where checkpoints go.
+        every: int. Steps between checkpoints.
+        total_steps: int. Where training stops.
+        start_step: int. Steps already done (when resuming).
+        keep: int. Newest checkpoints to keep.
+        is_chief: bool. Whether this process writes.
+    """
+
+    def __init__(self, directory, every, total_steps, start_step=0, keep=2, is_chief=True):
+        super().__init__()
+        self.directory = directory
+        self.every = every
+        self.total_steps = total_steps
+        self.step = start_step
+        self.keep = keep
+        self.is_chief = is_chief
+        self.saved_step = start_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.step % self.every == 0:
+            self.save()
+        if self.step >= self.total_steps:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.step != self.saved_step:
+            self.save()
+
+    def save(self):
+        self.saved_step = self.step
+        if not self.is_chief:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        name = f"step-{self.step:09d}.keras"
+        partial = os.path.join(self.directory, "partial.keras")
+        self.model.save(partial)
+        os.replace(partial, os.path.join(self.directory, name))
+        _atomic_json(os.path.join(self.directory, LATEST), {"step": self.step, "file": name})
+        saved = sorted(f for f in os.listdir(self.directory) if f.startswith("step-"))
+        for old in saved[: -self.keep]:
+            os.remove(os.path.join(self.directory, old))

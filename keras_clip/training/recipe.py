@@ -1,0 +1,41 @@
+"""The paper's optimisation recipe, built from a `TrainConfig`."""
+
+import keras
+
+from keras_clip.models.modified_resnet import ModifiedResNet
+from keras_clip.training.clip_adamw import CLIPAdamW
+
+# Adam's (beta_2, epsilon) by image tower, from the paper's appendix.
+ADAM_DEFAULTS = {"vit": (0.98, 1e-6), "resnet": (0.999, 1e-8)}
+
+
+def learning_rate_schedule(peak, warmup_steps, total_steps):
+    """Linear warm-up from 0 to `peak`, then cosine decay to 0 at `total_steps`."""
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        alpha=0.0,
+        warmup_target=peak,
+        warmup_steps=warmup_steps,
+    )
+
+
+def make_optimizer(config, model, total_steps):
+    """`CLIPAdamW` with the schedule, betas and clipping of `config`."""
+    tower = "resnet" if isinstance(model.image_encoder, ModifiedResNet) else "vit"
+    beta_2, epsilon = ADAM_DEFAULTS[tower]
+    optimizer = CLIPAdamW(
+        learning_rate=learning_rate_schedule(
+            config.learning_rate, config.warmup_steps, total_steps
+        ),
+        weight_decay=config.weight_decay,
+        beta_1=config.beta_1,
+        beta_2=beta_2 if config.beta_2 is None else config.beta_2,
+        epsilon=epsilon if config.epsilon is None else config.epsilon,
+        tower_learning_rate_scale=config.tower_learning_rate_scale,
+        global_clipnorm=config.gradient_clip_norm,
+    )
+    if config.precision == "mixed_float16":
+        # float16 gradients underflow without it; bfloat16 has float32's range.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

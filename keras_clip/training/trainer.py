@@ -1,0 +1,205 @@
+"""`train(config)`: strategy, data, model, optimizer, then `model.fit`."""
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+
+import keras
+
+from keras_clip.models import clip_presets
+from keras_clip.models.clip_model import CLIPModel
+from keras_clip.training import fine_tuning, recipe
+from keras_clip.training.checkpointer import Checkpointer, latest_checkpoint
+from keras_clip.training.config import TrainConfig
+from keras_clip.training.distribution import select_distribution
+from keras_clip.training.training_state_logger import TrainingStateLogger
+
+# Rematerialised layers: the residual blocks of every tower, by their names.
+REMAT_LAYERS = [f"block_{i}" for i in range(128)] + [
+    f"stage{stage}_block{block}" for stage in range(1, 5) for block in range(64)
+]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: CLIPModel
+    history: dict
+    steps: int  # optimizer steps done in all, resumed runs included
+    model_path: str
+    wise_ft_path: str = None
+
+
+def train(config, callbacks=()):
+    """Trains a CLIP model as `config` says; resumes if a checkpoint exists.
+
+    Args:
+        config: a `TrainConfig`, or a dict of its fields.
+        callbacks: extra Keras callbacks, run after ours.
+
+    Returns:
+        A `TrainResult`; the model is also saved as `output_dir/model.keras`.
+
+    Example:
+    >>> train({"preset": "ViT-B/32", "train_data": "data/train-*.tfrecord",
+    ...        "batch_size": 256, "steps": 10_000, "output_dir": "runs/b32"})
+    """
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    config.check_data()
+    distribution = select_distribution(config.distribution)
+    distribution.check_batch_size(config.batch_size)
+    total_steps = _total_steps(config)
+    checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
+    resumed = latest_checkpoint(checkpoint_dir) if config.resume else None
+    start_step = resumed[0] if resumed else 0
+    _write_config(config, distribution)
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        with distribution.scope():
+            model, start = _build_model(config, resumed, total_steps)
+            dataset = _training_data(config, model, start_step)
+            callbacks = [
+                TrainingStateLogger(config.log_every),
+                Checkpointer(checkpoint_dir, config.checkpoint_every, total_steps,
+                             start_step, config.keep_checkpoints, distribution.is_chief),
+                *_tensorboard(config, distribution),
+                *callbacks,
+            ]
+            history = {}
+            if start_step < total_steps:
+                steps_per_epoch = min(config.checkpoint_every, total_steps)
+                history = model.fit(
+                    dataset,
+                    epochs=math.ceil(total_steps / steps_per_epoch),
+                    initial_epoch=start_step // steps_per_epoch,
+                    steps_per_epoch=steps_per_epoch,
+                    validation_data=_validation_data(config, model),
+                    callbacks=callbacks,
+                    verbose=config.verbose,
+                ).history
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    return _finish(config, model, start, history, total_steps, distribution)
+
+
+def _total_steps(config):
+    if config.steps is not None:
+        return config.steps
+    from keras_clip.data.dataset import expected_records, list_shards
+
+    records = expected_records(list_shards(config.train_data))
+    if records is None:
+        raise ValueError(
+            "Invalid training config: epochs needs the shards' .json sidecar counts "
+            f"(written by make-tfrecords), which {config.train_data!r} lacks; set steps."
+        )
+    total = records // config.batch_size * config.epochs
+    if total <= config.warmup_steps:
+        raise ValueError(
+            f"Invalid training config: {config.epochs} epoch(s) of {records} examples are "
+            f"{total} steps of {config.batch_size}, not more than warmup_steps="
+            f"{config.warmup_steps}."
+        )
+    return total
+
+
+def _build_model(config, resumed, total_steps):
+    """The model to train (compiled), and the one it started from (WiSE-FT)."""
+    with _remat_scope(config):
+        if resumed:
+            # Weights, optimizer state and the step counter, as saved.
+            model = keras.saving.load_model(resumed[1])
+        else:
+            model = _new_model(config)
+        start = None
+        if config.wise_ft_alpha is not None:
+            start = _new_model(config) if config.preset.endswith(".keras") else None
+            if start is None:
+                raise ValueError(
+                    "Invalid training config: wise_ft_alpha needs preset to be a "
+                    ".keras file to start from."
+                )
+    if not resumed:
+        if config.lock_image_tower:
+            fine_tuning.lock_tower(model.image_encoder, config.image_unlocked_blocks)
+        if config.lock_text_tower:
+            fine_tuning.lock_tower(model.text_encoder, config.text_unlocked_blocks)
+        model.compile(optimizer=recipe.make_optimizer(config, model, total_steps))
+    return model, start
+
+
+def _new_model(config):
+    if config.architecture is not None:
+        image, text = clip_presets.build_towers_from(config.architecture, config.precision)
+        return CLIPModel(image, text)
+    if config.preset.endswith(".keras"):
+        return keras.saving.load_model(config.preset, compile=False)
+    return CLIPModel.from_preset(config.preset, dtype=config.precision)
+
+
+def _remat_scope(config):
+    if not config.remat:
+        return contextlib.nullcontext()
+    return keras.RematScope(mode="list_of_layers", layer_names=REMAT_LAYERS)
+
+
+def _tokenizer(config, model):
+    if config.tokenizer is None:
+        return None
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    path = None if config.tokenizer == "openai" else config.tokenizer
+    return CLIPTokenizer.from_openai(path, context_length=model.context_length)
+
+
+def _training_data(config, model, start_step):
+    from keras_clip.data.dataset import make_dataset
+
+    return make_dataset(
+        config.train_data, image_size=model.image_size, batch_size=config.batch_size,
+        training=True, tokenizer=_tokenizer(config, model),
+        shuffle_buffer=config.shuffle_buffer, seed=config.seed, repeat=True,
+        skip_examples=start_step * config.batch_size, deterministic=config.deterministic,
+    )
+
+
+def _validation_data(config, model):
+    if not config.validation_data:
+        return None
+    from keras_clip.data.dataset import make_dataset
+
+    return make_dataset(
+        config.validation_data, image_size=model.image_size,
+        batch_size=config.batch_size, training=False, tokenizer=_tokenizer(config, model),
+    )
+
+
+def _tensorboard(config, distribution):
+    if not distribution.is_chief:
+        return []
+    return [keras.callbacks.TensorBoard(
+        os.path.join(config.output_dir, "logs"), update_freq=config.log_every
+    )]
+
+
+def _write_config(config, distribution):
+    if not distribution.is_chief:
+        return
+    os.makedirs(config.output_dir, exist_ok=True)
+    with open(os.path.join(config.output_dir, "config.json"), "w") as file:
+        json.dump(config.to_dict(), file, indent=2)
+
+
+def _finish(config, model, start, history, total_steps, distribution):
+    model_path = os.path.join(config.output_dir, "model.keras")
+    wise_ft_path = None
+    if distribution.is_chief:
+        model.save(model_path)
+        if start is not None:
+            wise_ft_path = os.path.join(config.output_dir, "wise_ft.keras")
+            fine_tuning.wise_ft(start, model, config.wise_ft_alpha).save(wise_ft_path)
+    return TrainResult(model, history, total_steps, model_path, wise_ft_path)

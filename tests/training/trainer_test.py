@@ -1,0 +1,120 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_clip.training import TrainConfig, train
+from keras_clip.training.checkpointer import latest_checkpoint
+from tests.helpers import to_numpy
+from tests.training.shards import write_training_shards
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_training_shards(tmp_path_factory.mktemp("shards"), count=32)
+
+
+def tiny_config(data, output_dir, **overrides):
+    config = {"preset": "tiny-vit", "train_data": data, "tokenizer": None,
+              "batch_size": 8, "steps": 6, "warmup_steps": 2, "learning_rate": 1e-3,
+              "checkpoint_every": 2, "output_dir": str(output_dir), "verbose": 0,
+              "seed": 5}
+    config.update(overrides)
+    return config
+
+
+def weights_of(path):
+    return [to_numpy(w) for w in keras.saving.load_model(path).weights]
+
+
+def max_difference(a, b):
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+
+def run_subprocess(config, tmp_path, kill_at=None):
+    path = tmp_path / f"config-{len(os.listdir(tmp_path))}.json"
+    path.write_text(json.dumps(config))
+    command = [sys.executable, "-m", "tests.training.run_train", str(path)]
+    if kill_at is not None:
+        command.append(str(kill_at))
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(data, tmp_path):
+    whole = run_subprocess(tiny_config(data, tmp_path / "whole"), tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    interrupted = tiny_config(data, tmp_path / "interrupted")
+    killed = run_subprocess(interrupted, tmp_path, kill_at=3)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoints = str(tmp_path / "interrupted" / "checkpoints")
+    assert latest_checkpoint(checkpoints)[0] == 2  # step 3 was lost with the process
+    assert not os.path.exists(tmp_path / "interrupted" / "model.keras")
+    resumed = run_subprocess(interrupted, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert latest_checkpoint(checkpoints)[0] == 6
+
+    expected = weights_of(str(tmp_path / "whole" / "model.keras"))
+    actual = weights_of(str(tmp_path / "interrupted" / "model.keras"))
+    initial = keras.saving.load_model(str(tmp_path / "whole" / "model.keras"))
+    assert len(expected) == len(actual) == len(initial.weights)
+    assert max_difference(actual, expected) <= 1e-6
+
+
+def test_train_writes_checkpoints_logs_and_a_model(data, tmp_path):
+    result = train(tiny_config(data, tmp_path, steps=5, checkpoint_every=2,
+                               keep_checkpoints=2))
+    assert result.steps == 5
+    assert int(result.model.optimizer.iterations) == 5
+    checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+    # Every 2 steps, and the end; only the newest 2 are kept.
+    assert checkpoints == ["latest.json", "step-000000004.keras", "step-000000005.keras"]
+    assert os.listdir(tmp_path / "logs")
+    for key in ("loss", "learning_rate", "logit_scale", "image_to_text_accuracy"):
+        assert np.isfinite(result.history[key]).all(), key
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert TrainConfig.from_dict(saved).steps == 5
+    # A finished run restarted does nothing more.
+    again = train(tiny_config(data, tmp_path, steps=5, checkpoint_every=2))
+    assert again.history == {}
+    assert int(again.model.optimizer.iterations) == 5
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"learning_rte": 1e-3}, "unknown key(s) 'learning_rte'"),
+    ({"train_data": "/nowhere/*.tfrecord"}, "train_data='/nowhere/*.tfrecord' matches no file"),
+    ({"steps": None}, "set exactly one of steps and epochs"),
+    ({"precision": "float8"}, "precision must be one of"),
+    ({"batch_size": "64"}, "batch_size must be int"),
+    ({"warmup_steps": 10}, "warmup_steps (10) must be below steps (6)"),
+])
+def test_bad_configs_fail_before_training_with_one_clear_message(data, tmp_path, change,
+                                                                  message):
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        train(tiny_config(data, tmp_path, **change))
+    assert message in str(error.value)
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="mirrors over the two logical CPUs conftest makes on TF")
+def test_a_batch_that_does_not_split_over_replicas_fails_before_training(data, tmp_path):
+    with pytest.raises(ValueError, match="batch_size=9 does not split evenly over 2"):
+        train(tiny_config(data, tmp_path, batch_size=9, distribution="mirrored"))
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_epochs_count_steps_from_the_shard_sidecars(data, tmp_path):
+    result = train(tiny_config(data, tmp_path, steps=None, epochs=2, warmup_steps=1))
+    assert result.steps == 2 * 32 // 8
