@@ -61,7 +61,7 @@ def expected_records(files):
 def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=None,
                  shuffle_buffer=2048, seed=None, image_dtype="float32",
                  drop_remainder=True, repeat=False, skip_examples=0,
-                 deterministic=None, stats=None):
+                 deterministic=None, input_worker=None, stats=None):
     """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
 
     Files are sharded across input workers (auto-shard by file), read
@@ -70,6 +70,13 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     crop), tokenized (or stored `token_ids` used), batched with static
     shapes and prefetched. Records that cannot be read or decoded are
     skipped, never fatal, and counted in `stats`.
+
+    With several input workers (MultiWorkerMirroredStrategy, found from
+    the current strategy, or `input_worker`), every worker runs the same
+    seeded stream and keeps every `num_workers`-th example from its own
+    offset, before decoding: the workers' batches then make up exactly the
+    global batch one worker would see, so training matches a single-device
+    run, and each worker decodes only its share.
 
     Augmentation and caption choice draw from stateless random ops seeded
     by `(seed, position in the stream)`, so with `deterministic=True` the
@@ -93,6 +100,8 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
         skip_examples: int. Examples of the stream to skip (resuming).
         deterministic: bool. Keep the order independent of thread timing
             (default: only when not `training`, which is a little faster).
+        input_worker: optional `(num_workers, worker_index)`; by default
+            taken from the current `tf.distribute` strategy's cluster.
         stats: optional `DatasetStats` to fill; one is made otherwise and
             attached to the result as `dataset.stats`.
 
@@ -104,20 +113,40 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     stats = stats or DatasetStats(expected_records(files) if single_pass else None)
     deterministic = (not training) if deterministic is None else deterministic
     seed = random.randrange(2**31) if seed is None else seed
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        lambda path: tf.data.TFRecordDataset(path).ignore_errors(),
-        cycle_length=min(len(files), 16),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
+    num_workers, worker_index = input_worker or _input_worker()
+    if num_workers > 1 and not deterministic:
+        raise ValueError(
+            "Several input workers must see the same stream: pass deterministic=True "
+            "and the same seed on every worker."
+        )
+    def one_pass(epoch):
+        # Shuffled with stateless ops keyed by (seed, pass): the order never
+        # depends on the global seed or on how many iterators were made
+        # before (Keras makes and drops one under a strategy).
+        pass_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+        paths = tf.constant(files)
+        if training:
+            paths = tf.random.experimental.stateless_shuffle(paths, pass_seed)
+        records = tf.data.Dataset.from_tensor_slices(paths).interleave(
+            lambda path: tf.data.TFRecordDataset(path).ignore_errors(),
+            cycle_length=min(len(files), 16),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+        if training:
+            # Blocks of `shuffle_buffer` records, each permuted in place.
+            records = records.batch(shuffle_buffer).enumerate().map(
+                lambda block, batch: tf.random.experimental.stateless_shuffle(
+                    batch, tf.random.experimental.stateless_fold_in(pass_seed, block)
+                )
+            ).unbatch()
+        return records
+
+    passes = tf.data.Dataset.range(2**62 if repeat else 1)
+    dataset = passes.flat_map(one_pass)
     dataset = dataset.enumerate().skip(skip_examples)
+    if num_workers > 1:
+        dataset = dataset.shard(num_workers, worker_index)
 
     def count_read(position, record):
         with tf.control_dependencies([stats.records_read.assign_add(1)]):
@@ -166,13 +195,56 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     # tf.data already runs elements in parallel; letting each small image op
     # also split across the intra-op pool cost ~20% of throughput here.
     options.threading.max_intra_op_parallelism = 1
+    # Sharded above (tf.data's own auto-sharding cannot see through the
+    # error-skipping stages, and would shard before the shuffle anyway).
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.FILE
-        if len(files) > 1 else tf.data.experimental.AutoShardPolicy.DATA
+        tf.data.experimental.AutoShardPolicy.OFF
     )
     dataset = dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
     dataset.stats = stats
     return dataset
+
+
+def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
+    """`make_dataset` for a `tf.distribute` strategy, one pipeline per worker.
+
+    Built with `strategy.distribute_datasets_from_function`: each input
+    worker makes its own pipeline of per-replica batches, keeping its share
+    of the seeded stream (see `make_dataset`), so a step's replicas together
+    see exactly the `batch_size` examples one device would. (Handing
+    `make_dataset`'s result to `fit` under a strategy works too, but
+    TensorFlow's rebatching rewrite re-seeds the shuffle: a valid order, not
+    the single-device one.) Pass the result to `model.fit`.
+    """
+    if batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"batch_size={batch_size} does not split evenly over "
+            f"{strategy.num_replicas_in_sync} replicas."
+        )
+
+    def dataset_fn(context):
+        return make_dataset(
+            file_pattern,
+            batch_size=context.get_per_replica_batch_size(batch_size),
+            input_worker=(context.num_input_pipelines, context.input_pipeline_id),
+            **kwargs,
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _input_worker():
+    """`(num_workers, worker_index)` of the current strategy's cluster."""
+    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    if resolver is None:
+        return 1, 0
+    jobs = resolver.cluster_spec().as_dict()
+    num_chiefs, num_workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
+    if num_chiefs + num_workers <= 1:
+        return 1, 0
+    if resolver.task_type == "chief":
+        return num_chiefs + num_workers, 0
+    return num_chiefs + num_workers, num_chiefs + (resolver.task_id or 0)
 
 
 def _stored_token_ids(flat_ids, num_captions, index):

@@ -36,7 +36,9 @@ class Checkpointer(keras.callbacks.Callback):
     so a resumed run stops at the same step as an uninterrupted one. A file
     is written under a temporary name and renamed, and `latest.json` is
     replaced only after, so a process killed mid-save leaves the previous
-    checkpoint intact. Only the chief writes.
+    checkpoint intact. Under MultiWorkerMirroredStrategy every worker must
+    save (saving reads replicated variables collectively): the chief into
+    the run's directory, the others into scratch ones.
 
     Args:
         directory: str. Where checkpoints go.
@@ -44,17 +46,15 @@ class Checkpointer(keras.callbacks.Callback):
         total_steps: int. Where training stops.
         start_step: int. Steps already done (when resuming).
         keep: int. Newest checkpoints to keep.
-        is_chief: bool. Whether this process writes.
     """
 
-    def __init__(self, directory, every, total_steps, start_step=0, keep=2, is_chief=True):
+    def __init__(self, directory, every, total_steps, start_step=0, keep=2):
         super().__init__()
         self.directory = directory
         self.every = every
         self.total_steps = total_steps
         self.step = start_step
         self.keep = keep
-        self.is_chief = is_chief
         self.saved_step = start_step
 
     def on_train_batch_end(self, batch, logs=None):
@@ -70,8 +70,6 @@ class Checkpointer(keras.callbacks.Callback):
 
     def save(self):
         self.saved_step = self.step
-        if not self.is_chief:
-            return
         os.makedirs(self.directory, exist_ok=True)
         name = f"step-{self.step:09d}.keras"
         partial = os.path.join(self.directory, "partial.keras")

@@ -30,10 +30,18 @@ class Distribution:
     engine: object = None  # a tf.distribute.Strategy or keras Distribution
     is_chief: bool = True
 
+    @contextlib.contextmanager
     def scope(self):
         if self.engine is None:
-            return contextlib.nullcontext()
-        return self.engine.scope()
+            yield
+            return
+        with contextlib.ExitStack() as stack:
+            if self.kind == "multi_worker":
+                from keras_clip.training.keras_workarounds import multi_worker_fixes
+
+                stack.enter_context(multi_worker_fixes())
+            stack.enter_context(self.engine.scope())
+            yield
 
     def check_batch_size(self, global_batch_size):
         if global_batch_size % self.num_replicas:

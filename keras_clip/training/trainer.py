@@ -5,6 +5,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 
 import keras
 
@@ -29,6 +31,8 @@ class TrainResult:
     steps: int  # optimizer steps done in all, resumed runs included
     model_path: str
     wise_ft_path: str = None
+    distribution: str = "single"  # the engine used (see `select_distribution`)
+    replicas: int = 1
 
 
 def train(config, callbacks=()):
@@ -51,22 +55,27 @@ def train(config, callbacks=()):
     distribution = select_distribution(config.distribution)
     distribution.check_batch_size(config.batch_size)
     total_steps = _total_steps(config)
-    checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
-    resumed = latest_checkpoint(checkpoint_dir) if config.resume else None
+    resumed = None
+    if config.resume:
+        resumed = latest_checkpoint(os.path.join(config.output_dir, "checkpoints"))
     start_step = resumed[0] if resumed else 0
-    _write_config(config, distribution)
+    # Every worker writes the same files (saving is collective); only the
+    # chief's land in output_dir.
+    write_dir = config.output_dir if distribution.is_chief else tempfile.mkdtemp()
+    _write_config(config, write_dir)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
         with distribution.scope():
             model, start = _build_model(config, resumed, total_steps)
-            dataset = _training_data(config, model, start_step)
+            dataset = _training_data(config, model, start_step, distribution)
             callbacks = [
                 TrainingStateLogger(config.log_every),
-                Checkpointer(checkpoint_dir, config.checkpoint_every, total_steps,
-                             start_step, config.keep_checkpoints, distribution.is_chief),
-                *_tensorboard(config, distribution),
+                Checkpointer(os.path.join(write_dir, "checkpoints"), config.checkpoint_every,
+                             total_steps, start_step, config.keep_checkpoints),
+                keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"),
+                                            update_freq=config.log_every),
                 *callbacks,
             ]
             history = {}
@@ -81,9 +90,12 @@ def train(config, callbacks=()):
                     callbacks=callbacks,
                     verbose=config.verbose,
                 ).history
+        result = _finish(config, write_dir, model, start, history, total_steps, distribution)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    return _finish(config, model, start, history, total_steps, distribution)
+        if write_dir != config.output_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    return result
 
 
 def _total_steps(config):
@@ -156,15 +168,20 @@ def _tokenizer(config, model):
     return CLIPTokenizer.from_openai(path, context_length=model.context_length)
 
 
-def _training_data(config, model, start_step):
-    from keras_clip.data.dataset import make_dataset
+def _training_data(config, model, start_step, distribution):
+    from keras_clip.data import dataset
 
-    return make_dataset(
-        config.train_data, image_size=model.image_size, batch_size=config.batch_size,
-        training=True, tokenizer=_tokenizer(config, model),
-        shuffle_buffer=config.shuffle_buffer, seed=config.seed, repeat=True,
-        skip_examples=start_step * config.batch_size, deterministic=config.deterministic,
+    options = dict(
+        image_size=model.image_size, batch_size=config.batch_size, training=True,
+        tokenizer=_tokenizer(config, model), shuffle_buffer=config.shuffle_buffer,
+        seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
+        deterministic=config.deterministic,
     )
+    if distribution.kind in ("mirrored", "multi_worker", "tpu"):
+        return dataset.make_distributed_dataset(
+            distribution.engine, config.train_data, **options
+        )
+    return dataset.make_dataset(config.train_data, **options)
 
 
 def _validation_data(config, model):
@@ -178,28 +195,18 @@ def _validation_data(config, model):
     )
 
 
-def _tensorboard(config, distribution):
-    if not distribution.is_chief:
-        return []
-    return [keras.callbacks.TensorBoard(
-        os.path.join(config.output_dir, "logs"), update_freq=config.log_every
-    )]
-
-
-def _write_config(config, distribution):
-    if not distribution.is_chief:
-        return
-    os.makedirs(config.output_dir, exist_ok=True)
-    with open(os.path.join(config.output_dir, "config.json"), "w") as file:
+def _write_config(config, directory):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "config.json"), "w") as file:
         json.dump(config.to_dict(), file, indent=2)
 
 
-def _finish(config, model, start, history, total_steps, distribution):
-    model_path = os.path.join(config.output_dir, "model.keras")
+def _finish(config, directory, model, start, history, total_steps, distribution):
+    model_path = os.path.join(directory, "model.keras")
+    model.save(model_path)
     wise_ft_path = None
-    if distribution.is_chief:
-        model.save(model_path)
-        if start is not None:
-            wise_ft_path = os.path.join(config.output_dir, "wise_ft.keras")
-            fine_tuning.wise_ft(start, model, config.wise_ft_alpha).save(wise_ft_path)
-    return TrainResult(model, history, total_steps, model_path, wise_ft_path)
+    if start is not None:
+        wise_ft_path = os.path.join(directory, "wise_ft.keras")
+        fine_tuning.wise_ft(start, model, config.wise_ft_alpha).save(wise_ft_path)
+    return TrainResult(model, history, total_steps, model_path, wise_ft_path,
+                       distribution.kind, distribution.num_replicas)
