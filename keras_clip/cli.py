@@ -103,6 +103,51 @@ def _make_tfrecords(args):
     return 0 if summary.written else 1
 
 
+TRAIN_EXAMPLE = """examples:
+  keras-clip train --config configs/vit_b32.json
+  keras-clip train --set train_data='data/train-*.tfrecord' --set preset=tiny-vit \\
+      --set steps=1000 --set warmup_steps=100 --set batch_size=32
+  keras-clip train --config cfg.json --set precision=mixed_bfloat16 --set remat=true
+
+Keys and defaults: see keras_clip.training.TrainConfig. An interrupted run
+started again with the same output_dir continues from its last checkpoint.
+"""
+
+
+def _train_parser(subparsers):
+    parser = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a CLIP model from TFRecords (resumable)",
+        description=(
+            "Builds the distribution strategy, the tf.data pipeline, the model "
+            "and the paper's AdamW recipe from a JSON config, then runs "
+            "model.fit with checkpoints, TensorBoard logs and a final "
+            "OUTPUT_DIR/model.keras."
+        ),
+        epilog=TRAIN_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="a JSON file of TrainConfig keys")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one key (JSON value, or a plain string)")
+    return parser
+
+
+def _train(args):
+    from keras_clip.training import load_config, train
+
+    try:
+        config = load_config(args.config, args.set)
+        config.check_data()
+    except (ValueError, OSError) as error:
+        print(f"keras-clip train: {error}", file=sys.stderr)
+        return 2
+    result = train(config)
+    print(f"Trained {result.steps} steps ({result.distribution}, {result.replicas} "
+          f"replica(s)); model saved to {result.model_path}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-clip",
@@ -111,7 +156,10 @@ def main(argv=None):
     subparsers = parser.add_subparsers(dest="command", required=True)
     _demo_parser(subparsers)
     _make_tfrecords_parser(subparsers)
+    _train_parser(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
     if args.command == "make-tfrecords":
         return _make_tfrecords(args)
     if args.command == "demo":

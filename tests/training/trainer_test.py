@@ -118,3 +118,16 @@ def test_a_batch_that_does_not_split_over_replicas_fails_before_training(data, t
 def test_epochs_count_steps_from_the_shard_sidecars(data, tmp_path):
     result = train(tiny_config(data, tmp_path, steps=None, epochs=2, warmup_steps=1))
     assert result.steps == 2 * 32 // 8
+
+
+def test_cli_train_parses_overrides_and_reports_bad_keys(data, tmp_path, capsys):
+    from keras_clip import cli
+
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps(tiny_config(data, tmp_path / "run", steps=3)))
+    assert cli.main(["train", "--config", str(config), "--set", "steps=2",
+                     "--set", "warmup_steps=1"]) == 0
+    assert "Trained 2 steps" in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+    assert cli.main(["train", "--config", str(config), "--set", "stepz=2"]) == 2
+    assert "unknown key(s) 'stepz'" in capsys.readouterr().err
