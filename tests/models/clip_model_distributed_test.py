@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_clip.losses.contrastive_loss import contrastive_logits
 from keras_clip.models import clip_model
 from tests.helpers import tiny_clip, tiny_pairs
 
@@ -59,3 +60,25 @@ def test_without_the_gather_the_weights_differ(setup, monkeypatch):
     )
     local_only = train(mirrored, initial, data)
     assert max_difference(local_only, single) > 1e-4
+
+
+def test_each_replica_scores_its_rows_against_the_global_batch(setup, monkeypatch):
+    mirrored, _, data, _ = setup
+    shapes = []
+
+    def recording(*args, **kwargs):
+        logits = contrastive_logits(*args, **kwargs)
+        shapes.append(tuple(logits[0].shape))
+        return logits
+
+    monkeypatch.setattr(clip_model, "contrastive_logits", recording)
+    import tensorflow as tf
+
+    with mirrored.scope():
+        model = tiny_clip()
+        model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
+    model.fit(tf.data.Dataset.from_tensor_slices(data).batch(8, drop_remainder=True),
+              steps_per_epoch=1, verbose=0)
+    # Global batch 8 over 2 replicas: (local 4 × global 8) per replica, so
+    # logits memory grows linearly with the global batch, not quadratically.
+    assert shapes and set(shapes) == {(4, 8)}
