@@ -55,7 +55,8 @@ class TrainConfig:
         distribution: "auto" picks TPU, several workers (TF_CONFIG), several
             GPUs, or JAX data parallelism over all devices; or name one.
         output_dir: checkpoints/, logs/ (TensorBoard) and model.keras.
-        checkpoint_every: steps between checkpoints (and one at the end).
+        checkpoint_every: steps between checkpoints (and one at the end);
+            Keras' progress bar counts these intervals as its "epochs".
         keep_checkpoints: how many recent checkpoints to keep.
         resume: continue from the latest checkpoint in output_dir.
         log_every: steps between TensorBoard points.

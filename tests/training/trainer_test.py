@@ -131,3 +131,13 @@ def test_cli_train_parses_overrides_and_reports_bad_keys(data, tmp_path, capsys)
     assert os.path.exists(tmp_path / "run" / "model.keras")
     assert cli.main(["train", "--config", str(config), "--set", "stepz=2"]) == 2
     assert "unknown key(s) 'stepz'" in capsys.readouterr().err
+
+
+def test_float16_training_scales_the_loss(data, tmp_path):
+    result = train(tiny_config(data, tmp_path, steps=2, warmup_steps=1,
+                               precision="mixed_float16"))
+    model = result.model
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.image_encoder.blocks[0].compute_dtype == "float16"
+    assert {v.dtype for v in model.trainable_variables} == {"float32"}
+    assert np.isfinite(result.history["loss"]).all()
