@@ -102,10 +102,18 @@ def _tf_strategy(name):
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         # Without GPUs, mirror over the logical CPUs (how the tests run it).
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        strategy = tf.distribute.MirroredStrategy(devices)
+        devices = tuple(d.name for d in (gpus or tf.config.list_logical_devices("CPU")))
+        # One strategy per device set and process: two MirroredStrategy
+        # objects number their collective ops alike, and TensorFlow then
+        # mixes up their all-gathers ("Shape mismatch in the collective").
+        if devices not in _MIRRORED:
+            _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
+        strategy = _MIRRORED[devices]
         return Distribution("mirrored", strategy.num_replicas_in_sync, strategy)
     return Distribution("single", 1)
+
+
+_MIRRORED = {}
 
 
 def _tpu_attached():

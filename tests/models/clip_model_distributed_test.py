@@ -6,6 +6,7 @@ import pytest
 
 from keras_clip.losses.contrastive_loss import contrastive_logits
 from keras_clip.models import clip_model
+from keras_clip.training.distribution import select_distribution
 from tests.helpers import tiny_clip, tiny_pairs
 
 pytestmark = pytest.mark.skipif(
@@ -36,7 +37,10 @@ def setup():
     initial = tiny_clip().get_weights()
     data = tiny_pairs(16)  # 2 steps of a global batch of 8, 2 epochs
     single = train(tf.distribute.OneDeviceStrategy(devices[0]), initial, data)
-    return tf.distribute.MirroredStrategy(devices), initial, data, single
+    # The process's one MirroredStrategy (see `select_distribution`).
+    mirrored = select_distribution("mirrored").engine
+    assert mirrored.num_replicas_in_sync == 2
+    return mirrored, initial, data, single
 
 
 def max_difference(a, b):
