@@ -146,3 +146,40 @@ def generate(count, split="train", image_size=32, seed=0):
         images[i] = draw_scene(objects, image_size, rng)
         captions.append(caption(objects, rng))
     return {"images": images, "captions": captions, "labels": np.array(labels, np.int32)}
+
+
+def write_tfrecords(examples, prefix, tokenizer=None, num_shards=2, verbose=True):
+    """Writes `generate()` output as keras_clip TFRecord shards with sidecars.
+
+    Images are stored as PNG (lossless). With a `tokenizer`, each record
+    also stores its caption's token ids, so training need not tokenize.
+    Returns the shards' glob pattern.
+    """
+    import io
+    import json
+    import os
+
+    import keras
+    import tensorflow as tf
+
+    from keras_clip.data import tfrecord_schema
+
+    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
+    count = len(examples["captions"])
+    token_ids = None if tokenizer is None else np.asarray(tokenizer(examples["captions"]))
+    progress = keras.utils.Progbar(count, unit_name="pair") if verbose else None
+    for shard in range(num_shards):
+        path = f"{prefix}-{shard:05d}-of-{num_shards:05d}.tfrecord"
+        indices = range(shard, count, num_shards)
+        with tf.io.TFRecordWriter(path) as writer:
+            for i in indices:
+                png = io.BytesIO()
+                Image.fromarray(examples["images"][i]).save(png, "PNG")
+                ids = None if token_ids is None else token_ids[i : i + 1]
+                writer.write(tfrecord_schema.serialize_example(
+                    png.getvalue(), [examples["captions"][i]], key=str(i), token_ids=ids))
+                if progress is not None:
+                    progress.add(1)
+        with open(path + tfrecord_schema.SIDECAR_SUFFIX, "w") as file:
+            json.dump({"records": len(indices)}, file)
+    return f"{prefix}-*.tfrecord"
