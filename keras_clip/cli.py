@@ -145,6 +145,75 @@ def _train(args):
     return 0
 
 
+EVALUATE_EXAMPLE = """examples:
+  keras-clip evaluate --model runs/b32/model.keras --folder imagenet_val/ --json out.json
+  keras-clip evaluate --model keras_clip_demo/run/model.keras \\
+      --vocabulary keras_clip_demo/tokenizer/vocab.json \\
+      --merges keras_clip_demo/tokenizer/merges.txt --captions 'val-*.tfrecord'
+
+--folder holds one sub-folder per class (folder names are the class names,
+'_' read as a space); --captions are TFRecords from make-tfrecords.
+"""
+
+
+def _evaluate_parser(subparsers):
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="zero-shot accuracy on a class folder, retrieval recall on caption shards",
+        description="Evaluates a saved CLIP model; prints a table and can write JSON.",
+        epilog=EVALUATE_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="a .keras CLIP model")
+    parser.add_argument("--folder", help="class folder for zero-shot classification")
+    parser.add_argument("--captions", help="glob of caption TFRecords for retrieval")
+    parser.add_argument("--templates", help="text file, one prompt template with {} per line")
+    parser.add_argument("--vocabulary", help="tokenizer vocab.json (with --merges)")
+    parser.add_argument("--merges", help="tokenizer merges.txt (default: OpenAI's)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--json", help="write the report here")
+    return parser
+
+
+def _evaluate(args):
+    import json
+
+    import keras
+
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.evaluation.evaluate import evaluate
+    from keras_clip.evaluation.zero_shot import TEMPLATES
+
+    try:
+        model = keras.saving.load_model(args.model)
+        length = model.context_length
+        if args.vocabulary:
+            tokenizer = CLIPTokenizer.from_hf(args.vocabulary, args.merges,
+                                              context_length=length)
+        else:
+            tokenizer = CLIPTokenizer.from_openai(args.merges, context_length=length)
+        templates = TEMPLATES
+        if args.templates:
+            with open(args.templates, encoding="utf-8") as file:
+                templates = [line.strip() for line in file if line.strip()]
+        report = evaluate(model, tokenizer, folder=args.folder, captions=args.captions,
+                          templates=templates, batch_size=args.batch_size)
+    except (ValueError, OSError) as error:
+        print(f"keras-clip evaluate: {error}", file=sys.stderr)
+        return 2
+    for section, values in report.items():
+        print(section)
+        for key, value in values.items():
+            if isinstance(value, float):
+                print(f"  {key:28s} {value:.4f}")
+            elif key not in ("confusion_matrix", "classes"):
+                print(f"  {key:28s} {value}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(report, file, indent=2, ensure_ascii=False)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-clip",
@@ -154,7 +223,10 @@ def main(argv=None):
     _demo_parser(subparsers)
     _make_tfrecords_parser(subparsers)
     _train_parser(subparsers)
+    _evaluate_parser(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "train":
         return _train(args)
     if args.command == "make-tfrecords":

@@ -61,6 +61,7 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     }
     tokenizer = CLIPTokenizer.train(splits["train"]["captions"], vocabulary_size=700,
                                     context_length=CONTEXT_LENGTH)
+    tokenizer.save_vocabulary(os.path.join(output_dir, "tokenizer"))
     print(f"1/4 writing {train_pairs} training pairs as TFRecords "
           f"(held out: {', '.join(' '.join(c) for c in shapes_dataset.held_out_combinations())})")
     pattern = shapes_dataset.write_tfrecords(

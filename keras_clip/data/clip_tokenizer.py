@@ -1,5 +1,8 @@
 """CLIPTokenizer: CLIP's byte-level BPE as a Keras preprocessing layer."""
 
+import json
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -89,6 +92,14 @@ class CLIPTokenizer(BytePairTokenizer):
             vocabulary_path, merges_path
         )
         return cls(vocabulary, merges, context_length=context_length)
+
+    def save_vocabulary(self, directory):
+        """Writes `vocab.json` and `merges.txt` (Hugging Face's layout) for `from_hf`."""
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as file:
+            json.dump(dict(self.vocabulary), file, ensure_ascii=False)
+        with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as file:
+            file.write("#version: 0.2\n" + "\n".join(self.merges) + "\n")
 
     @classmethod
     def train(cls, texts, vocabulary_size, context_length=77, min_frequency=2):

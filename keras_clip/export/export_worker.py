@@ -1,0 +1,26 @@
+"""`python -m keras_clip.export.export_worker SCRATCH`: the TensorFlow side of an export.
+
+Run with `KERAS_BACKEND=tensorflow` by `export_saved_model` on other backends;
+SCRATCH holds `model.keras`, the tokenizer's `vocab.json`/`merges.txt`, and
+`request.json` (directory, version, class names, templates).
+"""
+
+import json
+import os
+import sys
+
+if __name__ == "__main__":
+    import keras
+
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.export.saved_model import export_saved_model
+
+    scratch = sys.argv[1]
+    with open(os.path.join(scratch, "request.json")) as file:
+        request = json.load(file)
+    model = keras.saving.load_model(os.path.join(scratch, "model.keras"))
+    tokenizer = CLIPTokenizer.from_hf(os.path.join(scratch, "vocab.json"),
+                                      os.path.join(scratch, "merges.txt"),
+                                      context_length=request["context_length"])
+    export_saved_model(model, tokenizer, request["directory"], version=request["version"],
+                       class_names=request["class_names"], templates=request["templates"])

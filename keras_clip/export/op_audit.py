@@ -1,0 +1,39 @@
+"""Checks a SavedModel uses only ops a stock TF Serving binary has."""
+
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+# tensorflow-text ops that TF Serving links in (the tokenizer's regex split).
+TF_SERVING_TEXT_OPS = frozenset({"RegexSplitWithOffsets"})
+
+
+def graph_ops(saved_model_pb):
+    """Every op type in a `saved_model.pb`'s graphs and function library."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(saved_model_pb, "rb") as file:
+        saved_model.ParseFromString(file.read())
+    ops = set()
+    for meta_graph in saved_model.meta_graphs:
+        ops |= {node.op for node in meta_graph.graph_def.node}
+        for function in meta_graph.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    return ops
+
+
+def foreign_ops(ops):
+    """The ops that are neither core TensorFlow nor TF Serving's text ops."""
+    return sorted(op for op in ops
+                  if not hasattr(tf.raw_ops, op) and op not in TF_SERVING_TEXT_OPS)
+
+
+def audit(saved_model_pb):
+    """Sorted op list of the export; raises if any op would not load in TF Serving."""
+    ops = graph_ops(saved_model_pb)
+    foreign = foreign_ops(ops)
+    if foreign:
+        raise ValueError(
+            f"The export uses ops TF Serving does not ship: {', '.join(foreign)}. "
+            "Only core TensorFlow and tensorflow-text's "
+            f"{', '.join(sorted(TF_SERVING_TEXT_OPS))} are allowed."
+        )
+    return sorted(ops)

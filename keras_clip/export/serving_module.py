@@ -1,0 +1,80 @@
+"""ServingModule: CLIP's serving signatures, preprocessing and tokenizer inside."""
+
+import tensorflow as tf
+
+from keras_clip.data import image_ops
+
+
+class ServingModule(tf.Module):
+    """A `tf.Module` whose functions take what TF Serving clients send.
+
+    Images arrive as encoded bytes (JPEG, PNG, GIF, BMP) and go through the
+    evaluation preprocessing of `image_ops.preprocess_for_eval`; texts arrive
+    as strings and go through the `CLIPTokenizer`. With a zero-shot
+    classifier (`class_names` and `(C, D)` weights), `classify` is added.
+    """
+
+    def __init__(self, model, tokenizer, class_names=None, classifier=None):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_size = model.image_size
+        self.logit_scale = model.logit_scale
+        self.class_names = None
+        if class_names is not None:
+            self.class_names = tf.constant(list(class_names))
+            self.classifier = tf.constant(classifier, tf.float32)  # (C, D)
+        size, length = model.image_size, model.context_length
+        strings = tf.TensorSpec([None], tf.string)
+        self.embed_pixels = tf.function(
+            self._embed_pixels, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        self.embed_token_ids = tf.function(
+            self._embed_token_ids, input_signature=[tf.TensorSpec([None, length], tf.int32)])
+        self.embed_images = tf.function(self._embed_images, input_signature=[strings])
+        self.embed_texts = tf.function(self._embed_texts, input_signature=[strings])
+        self.similarity = tf.function(self._similarity, input_signature=[strings, strings])
+        if class_names is not None:
+            self.classify = tf.function(self._classify, input_signature=[strings])
+
+    def _pixels(self, image_bytes):
+        tf.debugging.assert_rank(image_bytes, 1, "image_bytes must be a 1-D batch of strings")
+        size = self.image_size
+        return tf.map_fn(
+            lambda data: image_ops.preprocess_for_eval(data, size), image_bytes,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))  # (N, S, S, 3)
+
+    def _embed_pixels(self, pixels):
+        return {"embeddings": self.model.encode_image(pixels)}
+
+    def _embed_token_ids(self, token_ids):
+        return {"embeddings": self.model.encode_text(token_ids)}
+
+    def _embed_images(self, image_bytes):
+        return self._embed_pixels(self._pixels(image_bytes))
+
+    def _embed_texts(self, texts):
+        tf.debugging.assert_rank(texts, 1, "texts must be a 1-D batch of strings")
+        return self._embed_token_ids(self.tokenizer(texts))
+
+    def _similarity(self, image_bytes, texts):
+        images = self._embed_images(image_bytes)["embeddings"]
+        texts = self._embed_texts(texts)["embeddings"]
+        logits = tf.exp(self.logit_scale) * tf.matmul(images, texts, transpose_b=True)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+
+    def _classify(self, image_bytes):
+        images = self._embed_images(image_bytes)["embeddings"]
+        logits = tf.exp(self.logit_scale) * tf.matmul(images, self.classifier, transpose_b=True)
+        best = tf.argmax(logits, axis=-1)
+        return {"probabilities": tf.nn.softmax(logits, axis=-1),
+                "top_class": tf.gather(self.class_names, best)}
+
+    def signatures(self):
+        signatures = {
+            "serving_default": self.embed_images, "embed_images": self.embed_images,
+            "embed_texts": self.embed_texts, "similarity": self.similarity,
+            "embed_pixels": self.embed_pixels, "embed_token_ids": self.embed_token_ids,
+        }
+        if self.class_names is not None:
+            signatures["classify"] = self.classify
+        return signatures

@@ -1,0 +1,89 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_clip import CLIPModel
+from keras_clip.data import image_ops
+from keras_clip.export import export_saved_model, op_audit
+from keras_clip.export.saved_model import next_version_dir
+from tests.data.fixtures import encode, photo
+from tests.helpers import to_numpy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLASSES = ["red thing", "blue thing", "café"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("export")
+    model = CLIPModel.from_preset("tiny-vit")
+    tokenizer = CLIPTokenizer.train(["a red thing", "a blue thing", "a café"] * 4,
+                                    vocabulary_size=600, context_length=16)
+    path = export_saved_model(model, tokenizer, str(root / "clip"), class_names=CLASSES,
+                              templates=("a {}.", "the {}"))
+    images = [encode(photo(0)), encode(photo(1, (70, 30)), "PNG"), encode(photo(2))]
+    texts = ["a red thing", "", "a café on the left"]
+    pixels = np.stack([image_ops.preprocess_for_eval(b, model.image_size).numpy() for b in images])
+    token_ids = np.asarray(tokenizer(texts))
+    requests = root / "requests.npz"
+    np.savez(requests, image_bytes=np.array(images, dtype=object).astype(bytes),
+             texts=np.array(texts), pixels=pixels, token_ids=token_ids)
+    out = root / "responses.npz"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "export", "serve_exported.py"), path,
+         str(requests), str(out)],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model, tokenizer, path, pixels, token_ids, dict(np.load(out))
+
+
+def test_every_signature_matches_the_model_in_a_process_without_keras(exported):
+    model, tokenizer, path, pixels, token_ids, out = exported
+    assert out["modules"].size == 0 or "keras_clip" not in out["modules"].tolist()
+    images = to_numpy(model.encode_image(pixels))
+    texts = to_numpy(model.encode_text(token_ids))
+    for key, expected in (("serving_default", images), ("embed_images", images),
+                          ("embed_pixels", images), ("embed_texts", texts),
+                          ("embed_token_ids", texts)):
+        np.testing.assert_allclose(out[key], expected, atol=1e-5, err_msg=key)
+    logits = np.exp(to_numpy(model.logit_scale)) * images @ texts.T
+    np.testing.assert_allclose(out["similarity_logits"], logits, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out["similarity_probabilities"].sum(axis=1), 1.0, rtol=1e-6)
+    assert out["classify_probabilities"].shape == (3, len(CLASSES))
+    best = out["classify_probabilities"].argmax(axis=1)
+    assert [c.decode() for c in out["classify_top_class"]] == [CLASSES[i] for i in best]
+
+
+def test_bad_requests_get_a_clear_error_and_the_next_request_works(exported):
+    *_, out = exported
+    assert "Unknown image file format" in str(out["bad_image_error"])
+    np.testing.assert_allclose(out["after_error"], out["embed_images"])
+    assert out["empty_batch"].shape == (0, 64)
+    assert out["empty_text"].shape == (1, 64) and np.isfinite(out["empty_text"]).all()
+
+
+def test_op_audit_lists_the_export_and_rejects_foreign_ops(exported):
+    path = exported[2]
+    ops = op_audit.audit(os.path.join(path, "saved_model.pb"))
+    assert "RegexSplitWithOffsets" in ops and "MatMul" in ops
+    assert op_audit.foreign_ops({"MatMul", "RegexSplitWithOffsets", "SentencepieceOp"}) == [
+        "SentencepieceOp"]
+
+
+def test_versions_are_never_overwritten(exported, tmp_path):
+    path = exported[2]
+    directory = os.path.dirname(path)
+    assert os.path.basename(path) == "1"
+    assert next_version_dir(directory).endswith(os.sep + "2")
+    with pytest.raises(FileExistsError, match="Version 1 already exists"):
+        next_version_dir(directory, version=1)
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ValueError, match="not a TF Serving model directory"):
+        next_version_dir(str(tmp_path))

@@ -1,0 +1,44 @@
+"""`python tests/export/serve_exported.py EXPORT_DIR REQUESTS.npz OUT.npz`.
+
+Loads an export the way a server does: only tensorflow and tensorflow_text
+are imported (a test checks neither keras nor keras_clip gets loaded by
+us), runs each signature on the requests, and saves the responses.
+"""
+
+import sys
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers RegexSplitWithOffsets, as TF Serving links it)
+
+export_dir, requests_path, out_path = sys.argv[1:4]
+loaded = tf.saved_model.load(export_dir)
+requests = np.load(requests_path, allow_pickle=False)
+images = tf.constant(list(requests["image_bytes"]), tf.string)
+texts = tf.constant([t.encode() for t in requests["texts"]], tf.string)
+signatures = loaded.signatures
+out = {
+    "serving_default": signatures["serving_default"](image_bytes=images)["embeddings"],
+    "embed_images": signatures["embed_images"](image_bytes=images)["embeddings"],
+    "embed_texts": signatures["embed_texts"](texts=texts)["embeddings"],
+    "embed_pixels": signatures["embed_pixels"](pixels=tf.constant(requests["pixels"]))["embeddings"],
+    "embed_token_ids": signatures["embed_token_ids"](
+        token_ids=tf.constant(requests["token_ids"]))["embeddings"],
+}
+similarity = signatures["similarity"](image_bytes=images, texts=texts)
+out["similarity_logits"] = similarity["logits"]
+out["similarity_probabilities"] = similarity["probabilities"]
+classify = signatures["classify"](image_bytes=images)
+out["classify_probabilities"] = classify["probabilities"]
+out["classify_top_class"] = classify["top_class"].numpy().astype(bytes)
+# Bad requests: a clear error, and the server keeps answering.
+try:
+    signatures["embed_images"](image_bytes=tf.constant([b"not an image"]))
+    out["bad_image_error"] = np.array("")
+except tf.errors.InvalidArgumentError as error:
+    out["bad_image_error"] = np.array(error.message)
+out["after_error"] = signatures["embed_images"](image_bytes=images)["embeddings"]
+out["empty_batch"] = signatures["embed_images"](image_bytes=tf.constant([], tf.string))["embeddings"]
+out["empty_text"] = signatures["embed_texts"](texts=tf.constant([""]))["embeddings"]
+out["modules"] = np.array(sorted({m.split(".")[0] for m in sys.modules} & {"keras", "keras_clip"}))
+np.savez(out_path, **{k: np.asarray(v) for k, v in out.items()})
