@@ -34,6 +34,8 @@ def _demo_parser(subparsers):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
+    parser.add_argument("--export-dir", default="saved_models/demo",
+                        help="TF Serving directory for the trained model ('' to skip)")
     return parser
 
 
@@ -178,24 +180,12 @@ def _evaluate_parser(subparsers):
 def _evaluate(args):
     import json
 
-    import keras
-
-    from keras_clip.data.clip_tokenizer import CLIPTokenizer
     from keras_clip.evaluation.evaluate import evaluate
     from keras_clip.evaluation.zero_shot import TEMPLATES
 
     try:
-        model = keras.saving.load_model(args.model)
-        length = model.context_length
-        if args.vocabulary:
-            tokenizer = CLIPTokenizer.from_hf(args.vocabulary, args.merges,
-                                              context_length=length)
-        else:
-            tokenizer = CLIPTokenizer.from_openai(args.merges, context_length=length)
-        templates = TEMPLATES
-        if args.templates:
-            with open(args.templates, encoding="utf-8") as file:
-                templates = [line.strip() for line in file if line.strip()]
+        model, tokenizer = _load_model_and_tokenizer(args)
+        templates = _lines(args.templates) if args.templates else TEMPLATES
         report = evaluate(model, tokenizer, folder=args.folder, captions=args.captions,
                           templates=templates, batch_size=args.batch_size)
     except (ValueError, OSError) as error:
@@ -214,6 +204,70 @@ def _evaluate(args):
     return 0
 
 
+EXPORT_EXAMPLE = """examples:
+  keras-clip export --model runs/b32/model.keras --output saved_models/clip
+  keras-clip export --model keras_clip_demo/run/model.keras --output saved_models/demo \\
+      --vocabulary keras_clip_demo/tokenizer/vocab.json \\
+      --merges keras_clip_demo/tokenizer/merges.txt --classes classes.txt
+
+Writes OUTPUT/<next version>/ for TF Serving (never overwrites a version):
+  docker run -p 8501:8501 -v "$PWD/saved_models/clip:/models/clip" \\
+      -e MODEL_NAME=clip tensorflow/serving
+"""
+
+
+def _export_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="write a TF Serving SavedModel that takes image bytes and raw text",
+        description="Exports a saved CLIP model with preprocessing and tokenizer inside.",
+        epilog=EXPORT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="a .keras CLIP model")
+    parser.add_argument("--output", required=True, help="TF Serving model directory")
+    parser.add_argument("--version", type=int, help="default: the next free integer")
+    parser.add_argument("--classes", help="text file, one class name per line (adds classify)")
+    parser.add_argument("--templates", help="text file, one prompt template with {} per line")
+    parser.add_argument("--vocabulary", help="tokenizer vocab.json (with --merges)")
+    parser.add_argument("--merges", help="tokenizer merges.txt (default: OpenAI's)")
+    return parser
+
+
+def _lines(path):
+    with open(path, encoding="utf-8") as file:
+        return [line.strip() for line in file if line.strip()]
+
+
+def _load_model_and_tokenizer(args):
+    import keras
+
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    model = keras.saving.load_model(args.model)
+    length = model.context_length
+    if args.vocabulary:
+        return model, CLIPTokenizer.from_hf(args.vocabulary, args.merges, context_length=length)
+    return model, CLIPTokenizer.from_openai(args.merges, context_length=length)
+
+
+def _export(args):
+    from keras_clip.evaluation.zero_shot import TEMPLATES
+    from keras_clip.export import export_saved_model
+
+    try:
+        model, tokenizer = _load_model_and_tokenizer(args)
+        path = export_saved_model(
+            model, tokenizer, args.output, version=args.version,
+            class_names=_lines(args.classes) if args.classes else None,
+            templates=_lines(args.templates) if args.templates else TEMPLATES)
+    except (ValueError, OSError) as error:
+        print(f"keras-clip export: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {path}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-clip",
@@ -224,7 +278,10 @@ def main(argv=None):
     _make_tfrecords_parser(subparsers)
     _train_parser(subparsers)
     _evaluate_parser(subparsers)
+    _export_parser(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "export":
+        return _export(args)
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "train":
@@ -234,7 +291,7 @@ def main(argv=None):
     if args.command == "demo":
         run_demo(output_dir=args.output_dir, train_pairs=args.train_pairs,
                  steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                 plots=not args.no_plots)
+                 plots=not args.no_plots, export_dir=args.export_dir)
     return 0
 
 

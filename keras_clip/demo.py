@@ -50,7 +50,7 @@ def image_embeddings(model, images, batch_size=256):
 
 
 def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_size=128,
-             seed=0, plots=True):
+             seed=0, plots=True, export_dir="saved_models/demo"):
     """Runs the demo; prints a report and returns its numbers as a dict."""
     start = time.time()
     print(f"keras_clip demo on the {keras.backend.backend()} backend → {output_dir}/")
@@ -85,13 +85,22 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     with open(os.path.join(output_dir, "report.json"), "w") as file:
         json.dump(report, file, indent=2)
 
-    print(f"4/4 text→image query {QUERY!r}:")
+    print(f"4/4 text→image query {QUERY!r} and export:")
     pool = np.concatenate([splits["validation"]["images"], splits["held_out"]["images"]])
     pool_captions = splits["validation"]["captions"] + splits["held_out"]["captions"]
     query = keras.ops.convert_to_numpy(model.encode_text(tokenizer([QUERY])))[0]
     best = np.argsort(-(image_embeddings(model, pool) @ query))[:5]
     for rank, index in enumerate(best, 1):
         print(f"  {rank}. image whose caption is {pool_captions[index]!r}")
+    if export_dir:
+        from keras_clip.export import export_saved_model
+
+        report["export"] = export_saved_model(
+            model, tokenizer, export_dir, class_names=list(shapes_dataset.class_names()),
+            templates=TEMPLATES)
+        print(f"  exported for TF Serving: {report['export']} (classify, similarity, ...)")
+        with open(os.path.join(output_dir, "report.json"), "w") as file:
+            json.dump(report, file, indent=2)
     if plots:
         from keras_clip import demo_plots
 

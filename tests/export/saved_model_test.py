@@ -1,3 +1,5 @@
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +17,16 @@ from tests.helpers import to_numpy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLASSES = ["red thing", "blue thing", "café"]
+
+
+def rest_bodies(images, texts):
+    """The JSON bodies a REST client POSTs to /v1/models/clip:predict."""
+    b64 = [{"b64": base64.b64encode(image).decode()} for image in images]
+    return [
+        {"instances": b64},  # serving_default, row form
+        {"signature_name": "embed_texts", "instances": texts},
+        {"signature_name": "similarity", "inputs": {"image_bytes": b64, "texts": texts}},
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +47,11 @@ def exported(tmp_path_factory):
     np.savez(requests, image_bytes=np.array(images, dtype=object).astype(bytes),
              texts=np.array(texts), pixels=pixels, token_ids=token_ids)
     out = root / "responses.npz"
+    rest = root / "rest.json"
+    rest.write_text(json.dumps(rest_bodies(images, texts)))
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tests", "export", "serve_exported.py"), path,
-         str(requests), str(out)],
+         str(requests), str(out), str(rest)],
         capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,6 +73,17 @@ def test_every_signature_matches_the_model_in_a_process_without_keras(exported):
     assert out["classify_probabilities"].shape == (3, len(CLASSES))
     best = out["classify_probabilities"].argmax(axis=1)
     assert [c.decode() for c in out["classify_top_class"]] == [CLASSES[i] for i in best]
+
+
+def test_rest_and_grpc_requests_get_the_signatures_answers(exported):
+    *_, out = exported
+    np.testing.assert_allclose(out["rest_0"], out["embed_images"], atol=1e-6)
+    np.testing.assert_allclose(out["rest_1"], out["embed_texts"], atol=1e-6)
+    logits_or_probabilities = out["rest_2"]
+    assert logits_or_probabilities.shape == (3, 3)
+    assert any(np.allclose(logits_or_probabilities, out[k], atol=1e-5)
+               for k in ("similarity_logits", "similarity_probabilities"))
+    np.testing.assert_allclose(out["grpc"], out["embed_images"], atol=1e-6)
 
 
 def test_bad_requests_get_a_clear_error_and_the_next_request_works(exported):
@@ -87,3 +112,23 @@ def test_versions_are_never_overwritten(exported, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(ValueError, match="not a TF Serving model directory"):
         next_version_dir(str(tmp_path))
+
+
+def test_cli_export_writes_the_next_version(tmp_path, capsys):
+    from keras_clip import cli
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    model = CLIPModel.from_preset("tiny-vit")
+    model.save(str(tmp_path / "m.keras"))
+    CLIPTokenizer.train(["a cat", "a dog"] * 4, vocabulary_size=600,
+                        context_length=16).save_vocabulary(str(tmp_path / "tok"))
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    arguments = ["export", "--model", str(tmp_path / "m.keras"), "--output",
+                 str(tmp_path / "served"), "--vocabulary", str(tmp_path / "tok" / "vocab.json"),
+                 "--merges", str(tmp_path / "tok" / "merges.txt"),
+                 "--classes", str(tmp_path / "classes.txt")]
+    assert cli.main(arguments) == 0
+    assert cli.main(arguments) == 0
+    assert sorted(os.listdir(tmp_path / "served")) == ["1", "2"]
+    assert cli.main(arguments[:4] + [str(tmp_path / "tok")] + arguments[5:]) == 2
+    assert "not a TF Serving model directory" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`python tests/export/serve_exported.py EXPORT_DIR REQUESTS.npz OUT.npz`.
+"""`python tests/export/serve_exported.py EXPORT_DIR REQUESTS.npz OUT.npz [REST.json]`.
 
 Loads an export the way a server does: only tensorflow and tensorflow_text
 are imported (a test checks neither keras nor keras_clip gets loaded by
@@ -40,5 +40,33 @@ except tf.errors.InvalidArgumentError as error:
 out["after_error"] = signatures["embed_images"](image_bytes=images)["embeddings"]
 out["empty_batch"] = signatures["embed_images"](image_bytes=tf.constant([], tf.string))["embeddings"]
 out["empty_text"] = signatures["embed_texts"](texts=tf.constant([""]))["embeddings"]
+# REST `:predict` bodies, decoded as TF Serving does: {"b64": ...} → bytes,
+# the row form ("instances") batched, the columnar form ("inputs") as is.
+if len(sys.argv) > 4:
+    import base64
+    import json
+
+    def decode(value):
+        if isinstance(value, dict) and set(value) == {"b64"}:
+            return base64.b64decode(value["b64"])
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        return value
+
+    with open(sys.argv[4]) as file:
+        bodies = json.load(file)
+    for i, body in enumerate(bodies):
+        signature = signatures[body.get("signature_name", "serving_default")]
+        if "instances" in body:
+            rows = [decode(row) for row in body["instances"]]
+            name = next(iter(signature.structured_input_signature[1]))
+            inputs = {name: tf.constant(rows)}
+        else:
+            inputs = {k: tf.constant(decode(v)) for k, v in body["inputs"].items()}
+        out[f"rest_{i}"] = next(iter(signature(**inputs).values()))
+    # gRPC: PredictRequest.inputs holds TensorProtos; the server makes tensors.
+    proto = tf.make_tensor_proto(list(requests["image_bytes"]))
+    out["grpc"] = signatures["embed_images"](image_bytes=tf.constant(tf.make_ndarray(proto)))[
+        "embeddings"]
 out["modules"] = np.array(sorted({m.split(".")[0] for m in sys.modules} & {"keras", "keras_clip"}))
 np.savez(out_path, **{k: np.asarray(v) for k, v in out.items()})
