@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_clip import CLIPModel
 from keras_clip.data import image_ops
@@ -29,6 +30,18 @@ def rest_bodies(images, texts):
     ]
 
 
+def predict_request(images, texts):
+    """The gRPC PredictRequest a client sends for `similarity`."""
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "clip"
+    request.model_spec.signature_name = "similarity"
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(images))
+    request.inputs["texts"].CopyFrom(tf.make_tensor_proto(texts))
+    return request
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
@@ -49,13 +62,21 @@ def exported(tmp_path_factory):
     out = root / "responses.npz"
     rest = root / "rest.json"
     rest.write_text(json.dumps(rest_bodies(images, texts)))
+    grpc_request, grpc_response = root / "request.pb", root / "response.pb"
+    grpc_request.write_bytes(predict_request(images, texts).SerializeToString())
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tests", "export", "serve_exported.py"), path,
-         str(requests), str(out), str(rest)],
+         str(requests), str(out), str(rest), str(grpc_request), str(grpc_response)],
         capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
-    return model, tokenizer, path, pixels, token_ids, dict(np.load(out))
+    from tensorflow_serving.apis import predict_pb2
+
+    response = predict_pb2.PredictResponse()
+    response.ParseFromString(grpc_response.read_bytes())
+    responses = dict(np.load(out))
+    responses["grpc"] = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    return model, tokenizer, path, pixels, token_ids, responses
 
 
 def test_every_signature_matches_the_model_in_a_process_without_keras(exported):
@@ -83,7 +104,9 @@ def test_rest_and_grpc_requests_get_the_signatures_answers(exported):
     assert logits_or_probabilities.shape == (3, 3)
     assert any(np.allclose(logits_or_probabilities, out[k], atol=1e-5)
                for k in ("similarity_logits", "similarity_probabilities"))
-    np.testing.assert_allclose(out["grpc"], out["embed_images"], atol=1e-6)
+    np.testing.assert_allclose(out["grpc"]["logits"], out["similarity_logits"], atol=1e-5)
+    np.testing.assert_allclose(out["grpc"]["probabilities"], out["similarity_probabilities"],
+                               atol=1e-6)
 
 
 def test_bad_requests_get_a_clear_error_and_the_next_request_works(exported):

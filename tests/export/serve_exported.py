@@ -1,4 +1,4 @@
-"""`python tests/export/serve_exported.py EXPORT_DIR REQUESTS.npz OUT.npz [REST.json]`.
+"""`serve_exported.py EXPORT_DIR REQUESTS.npz OUT.npz [REST.json GRPC.pb RESPONSE.pb]`.
 
 Loads an export the way a server does: only tensorflow and tensorflow_text
 are imported (a test checks neither keras nor keras_clip gets loaded by
@@ -64,9 +64,20 @@ if len(sys.argv) > 4:
         else:
             inputs = {k: tf.constant(decode(v)) for k, v in body["inputs"].items()}
         out[f"rest_{i}"] = next(iter(signature(**inputs).values()))
-    # gRPC: PredictRequest.inputs holds TensorProtos; the server makes tensors.
-    proto = tf.make_tensor_proto(list(requests["image_bytes"]))
-    out["grpc"] = signatures["embed_images"](image_bytes=tf.constant(tf.make_ndarray(proto)))[
-        "embeddings"]
+    # gRPC: a serialized PredictRequest in, a serialized PredictResponse out.
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    with open(sys.argv[5], "rb") as file:
+        request.ParseFromString(file.read())
+    signature = signatures[request.model_spec.signature_name]
+    outputs = signature(**{name: tf.constant(tf.make_ndarray(proto))
+                           for name, proto in request.inputs.items()})
+    response = predict_pb2.PredictResponse()
+    response.model_spec.CopyFrom(request.model_spec)
+    for name, value in outputs.items():
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+    with open(sys.argv[6], "wb") as file:
+        file.write(response.SerializeToString())
 out["modules"] = np.array(sorted({m.split(".")[0] for m in sys.modules} & {"keras", "keras_clip"}))
 np.savez(out_path, **{k: np.asarray(v) for k, v in out.items()})
