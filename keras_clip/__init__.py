@@ -1,14 +1,16 @@
 """keras_clip: CLIP (Radford et al., 2021) for Keras 3 on TensorFlow, JAX and PyTorch.
 
-Importing the package registers every layer and model with Keras, so
-`keras.saving.load_model` finds them. Choose the backend with the
+Importing the package registers every layer and model, and the CLIPAdamW
+optimizer saved with trained models, with Keras, so `keras.saving.load_model`
+finds them. Choose the backend with the
 `KERAS_BACKEND` environment variable before the first import.
 """
 
 from keras_clip.models.clip_model import CLIPModel
+from keras_clip.training.clip_adamw import CLIPAdamW
 
 __version__ = "0.1.0"
-__all__ = ["CLIPModel", "CLIPTokenizer"]
+__all__ = ["CLIPAdamW", "CLIPModel", "CLIPTokenizer"]
 
 
 def __getattr__(name):

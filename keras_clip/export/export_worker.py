@@ -18,7 +18,8 @@ if __name__ == "__main__":
     scratch = sys.argv[1]
     with open(os.path.join(scratch, "request.json")) as file:
         request = json.load(file)
-    model = keras.saving.load_model(os.path.join(scratch, "model.keras"))
+    # Serving needs the weights only, not the optimizer state.
+    model = keras.saving.load_model(os.path.join(scratch, "model.keras"), compile=False)
     tokenizer = CLIPTokenizer.from_hf(os.path.join(scratch, "vocab.json"),
                                       os.path.join(scratch, "merges.txt"),
                                       context_length=request["context_length"])

@@ -101,3 +101,22 @@ def test_config_round_trips_with_its_own_arguments():
     assert clone.get_config() == config
     assert config["weight_decay"] == 0.1 and config["tower_learning_rate_scale"] == 0.5
     assert math.isclose(float(clone.beta_2), 0.999)
+
+
+def test_a_trained_model_loads_in_a_fresh_process_after_importing_keras_clip(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    model = CLIPModel.from_preset("tiny-vit")
+    model.compile(optimizer=CLIPAdamW(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    path = str(tmp_path / "trained.keras")
+    model.save(path)
+    code = ("import keras, keras_clip; m = keras.saving.load_model(%r); "
+            "print(type(m.optimizer).__name__)" % path)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("CLIPAdamW")
