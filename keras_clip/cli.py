@@ -158,6 +158,14 @@ EVALUATE_EXAMPLE = """examples:
 """
 
 
+def _model_and_tokenizer_arguments(parser):
+    """What `evaluate` and `export` both read: the model, its tokenizer, prompts."""
+    parser.add_argument("--model", required=True, help="a .keras CLIP model")
+    parser.add_argument("--templates", help="text file, one prompt template with {} per line")
+    parser.add_argument("--vocabulary", help="tokenizer vocab.json (with --merges)")
+    parser.add_argument("--merges", help="tokenizer merges.txt (default: OpenAI's)")
+
+
 def _evaluate_parser(subparsers):
     parser = subparsers.add_parser(
         "evaluate",
@@ -166,12 +174,9 @@ def _evaluate_parser(subparsers):
         epilog=EVALUATE_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="a .keras CLIP model")
     parser.add_argument("--folder", help="class folder for zero-shot classification")
     parser.add_argument("--captions", help="glob of caption TFRecords for retrieval")
-    parser.add_argument("--templates", help="text file, one prompt template with {} per line")
-    parser.add_argument("--vocabulary", help="tokenizer vocab.json (with --merges)")
-    parser.add_argument("--merges", help="tokenizer merges.txt (default: OpenAI's)")
+    _model_and_tokenizer_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", help="write the report here")
     return parser
@@ -224,13 +229,10 @@ def _export_parser(subparsers):
         epilog=EXPORT_EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, help="a .keras CLIP model")
     parser.add_argument("--output", required=True, help="TF Serving model directory")
     parser.add_argument("--version", type=int, help="default: the next free integer")
     parser.add_argument("--classes", help="text file, one class name per line (adds classify)")
-    parser.add_argument("--templates", help="text file, one prompt template with {} per line")
-    parser.add_argument("--vocabulary", help="tokenizer vocab.json (with --merges)")
-    parser.add_argument("--merges", help="tokenizer merges.txt (default: OpenAI's)")
+    _model_and_tokenizer_arguments(parser)
     return parser
 
 
