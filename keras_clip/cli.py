@@ -4,6 +4,7 @@ The Keras backend is chosen by `KERAS_BACKEND` (TensorFlow by default).
 """
 
 import argparse
+import os
 import sys
 
 from keras_clip.demo import run_demo
@@ -14,9 +15,16 @@ DEMO_EXAMPLE = """example:
 """
 
 
+def _add_command(subparsers, name, example, **texts):
+    """A subcommand whose --help ends with its example (kept as written)."""
+    return subparsers.add_parser(
+        name, epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter, **texts
+    )
+
+
 def _demo_parser(subparsers):
-    parser = subparsers.add_parser(
-        "demo",
+    parser = _add_command(
+        subparsers, "demo", DEMO_EXAMPLE,
         help="generate the built-in shapes dataset, train a tiny CLIP, evaluate it",
         description=(
             "Draws a dataset of coloured shapes with captions (nothing to "
@@ -25,8 +33,6 @@ def _demo_parser(subparsers):
             "colour-shape combinations never seen in training and retrieval "
             "recall, next to chance; then answers a text->image query."
         ),
-        epilog=DEMO_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output-dir", default="keras_clip_demo")
     parser.add_argument("--train-pairs", type=int, default=4000)
@@ -47,8 +53,8 @@ MAKE_TFRECORDS_EXAMPLE = """examples:
 
 
 def _make_tfrecords_parser(subparsers):
-    parser = subparsers.add_parser(
-        "make-tfrecords",
+    parser = _add_command(
+        subparsers, "make-tfrecords", MAKE_TFRECORDS_EXAMPLE,
         help="write image–caption pairs as sharded TFRecords",
         description=(
             "Reads pairs from a CSV/TSV/JSONL table (columns filepath, caption) "
@@ -56,8 +62,6 @@ def _make_tfrecords_parser(subparsers):
             "cleans them, and writes OUTPUT-NNNNN.tfrecord shards with a summary "
             "of what was written and why anything was skipped."
         ),
-        epilog=MAKE_TFRECORDS_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--table", help="CSV, TSV or JSONL with filepath,caption")
@@ -114,8 +118,8 @@ started again with the same output_dir continues from its last checkpoint.
 
 
 def _train_parser(subparsers):
-    parser = subparsers.add_parser(
-        "train",
+    parser = _add_command(
+        subparsers, "train", TRAIN_EXAMPLE,
         help="train or fine-tune a CLIP model from TFRecords (resumable)",
         description=(
             "Builds the distribution strategy, the tf.data pipeline, the model "
@@ -123,8 +127,6 @@ def _train_parser(subparsers):
             "model.fit with checkpoints, TensorBoard logs and a final "
             "OUTPUT_DIR/model.keras."
         ),
-        epilog=TRAIN_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="a JSON file of TrainConfig keys")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -160,19 +162,19 @@ EVALUATE_EXAMPLE = """examples:
 
 def _model_and_tokenizer_arguments(parser):
     """What `evaluate` and `export` both read: the model, its tokenizer, prompts."""
-    parser.add_argument("--model", required=True, help="a .keras CLIP model")
+    parser.add_argument(
+        "--model", required=True,
+        help="a .keras CLIP model, or a directory from `keras-clip convert`")
     parser.add_argument("--templates", help="text file, one prompt template with {} per line")
     parser.add_argument("--vocabulary", help="tokenizer vocab.json (with --merges)")
     parser.add_argument("--merges", help="tokenizer merges.txt (default: OpenAI's)")
 
 
 def _evaluate_parser(subparsers):
-    parser = subparsers.add_parser(
-        "evaluate",
+    parser = _add_command(
+        subparsers, "evaluate", EVALUATE_EXAMPLE,
         help="zero-shot accuracy on a class folder, retrieval recall on caption shards",
         description="Evaluates a saved CLIP model; prints a table and can write JSON.",
-        epilog=EVALUATE_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--folder", help="class folder for zero-shot classification")
     parser.add_argument("--captions", help="glob of caption TFRecords for retrieval")
@@ -222,12 +224,10 @@ Writes OUTPUT/<next version>/ for TF Serving (never overwrites a version):
 
 
 def _export_parser(subparsers):
-    parser = subparsers.add_parser(
-        "export",
+    parser = _add_command(
+        subparsers, "export", EXPORT_EXAMPLE,
         help="write a TF Serving SavedModel that takes image bytes and raw text",
         description="Exports a saved CLIP model with preprocessing and tokenizer inside.",
-        epilog=EXPORT_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", required=True, help="TF Serving model directory")
     parser.add_argument("--version", type=int, help="default: the next free integer")
@@ -245,8 +245,14 @@ def _load_model_and_tokenizer(args):
     import keras
 
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.models.clip_model import CLIPModel
 
-    model = keras.saving.load_model(args.model)
+    if os.path.isdir(args.model):  # a preset directory holds its tokenizer
+        model = CLIPModel.from_preset(args.model)
+        if not args.vocabulary and not args.merges:
+            return model, CLIPTokenizer.from_preset(args.model)
+    else:
+        model = keras.saving.load_model(args.model)
     length = model.context_length
     if args.vocabulary:
         return model, CLIPTokenizer.from_hf(args.vocabulary, args.merges, context_length=length)
@@ -270,6 +276,55 @@ def _export(args):
     return 0
 
 
+CONVERT_EXAMPLE = """example:
+  keras-clip convert --from openai ViT-B-32.pt --preset ViT-B/32 --out clip-b32
+  keras-clip convert --from open_clip open_clip_model.safetensors \\
+      --config open_clip/model_configs/ViT-B-32.json --out b32-laion
+  keras-clip convert --from hf ./clip-vit-base-patch32 --out b32-hf --image-size 336
+
+--out ending in .keras writes one model file; otherwise a directory that
+CLIPModel.from_preset and CLIPTokenizer.from_preset load (model.keras,
+vocab.json, merges.txt, preprocessing.json).
+"""
+
+
+def _convert_parser(subparsers):
+    parser = _add_command(
+        subparsers, "convert", CONVERT_EXAMPLE,
+        help="convert OpenAI, OpenCLIP or Hugging Face CLIP weights",
+        description="Loads a CLIP checkpoint (never downloads) into a keras_clip model.",
+    )
+    parser.add_argument("source", help="checkpoint file, or a Hugging Face model directory")
+    parser.add_argument("--from", dest="source_format", required=True,
+                        choices=("openai", "open_clip", "hf"))
+    parser.add_argument("--out", required=True, help="a .keras file or a directory")
+    parser.add_argument("--preset", help="architecture of a state dict, e.g. ViT-B/32")
+    parser.add_argument("--config", help="an OpenCLIP model config JSON (instead of --preset)")
+    parser.add_argument("--activation", choices=("quick_gelu", "gelu"),
+                        help="with --preset: quick_gelu for OpenAI weights and "
+                             "OpenCLIP '-quickgelu' models, gelu for other OpenCLIP ones")
+    parser.add_argument("--image-size", type=int,
+                        help="build the image tower at this size (positions interpolated)")
+    parser.add_argument("--bpe", help="OpenAI's bpe_simple_vocab_16e6.txt.gz, if no "
+                                      "installed package ships it")
+
+
+def _convert(args):
+    from keras_clip.convert import convert_checkpoint, save_converted
+
+    try:
+        converted = convert_checkpoint(
+            args.source_format, args.source, preset=args.preset, config=args.config,
+            activation=args.activation, image_size=args.image_size,
+            vocabulary_path=args.bpe)
+        path = save_converted(*converted, args.out)
+    except (ValueError, OSError) as error:
+        print(f"keras-clip convert: {error}", file=sys.stderr)
+        return 2
+    print(f"converted {args.source} → {path}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="keras-clip",
@@ -281,7 +336,10 @@ def main(argv=None):
     _train_parser(subparsers)
     _evaluate_parser(subparsers)
     _export_parser(subparsers)
+    _convert_parser(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        return _convert(args)
     if args.command == "export":
         return _export(args)
     if args.command == "evaluate":

@@ -1,16 +1,19 @@
 import subprocess
 import sys
 
-import keras
 
 from keras_clip import cli
 
 
-def test_demo_command_passes_its_options(tmp_path, capsys):
-    assert cli.main(["demo", "--output-dir", str(tmp_path), "--train-pairs", "64",
-                     "--steps", "2", "--batch-size", "16", "--no-plots", "--export-dir", ""]) == 0
-    assert "zero-shot top-1" in capsys.readouterr().out
-    assert keras.saving.load_model(tmp_path / "run" / "model.keras").image_size == 32
+def test_demo_command_passes_its_options(monkeypatch):
+    # The demo itself runs end to end in demo_test; here only the parsing.
+    calls = []
+    monkeypatch.setattr(cli, "run_demo", lambda **options: calls.append(options))
+    assert cli.main(["demo", "--output-dir", "out", "--train-pairs", "64", "--steps", "2",
+                     "--batch-size", "16", "--seed", "3", "--no-plots",
+                     "--export-dir", ""]) == 0
+    assert calls == [{"output_dir": "out", "train_pairs": 64, "steps": 2, "batch_size": 16,
+                      "seed": 3, "plots": False, "export_dir": ""}]
 
 
 def test_help_shows_an_example():

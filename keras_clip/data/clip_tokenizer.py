@@ -93,6 +93,33 @@ class CLIPTokenizer(BytePairTokenizer):
         )
         return cls(vocabulary, merges, context_length=context_length)
 
+    @classmethod
+    def from_preset(cls, preset):
+        """The tokenizer of a preset name or of a preset directory.
+
+        A directory (as `keras-clip convert` or `demo` write it) holds
+        `vocab.json` and `merges.txt`, and `preprocessing.json` with the
+        context length; a keras_clip preset name gives OpenAI's vocabulary
+        at that preset's context length.
+        """
+        from keras_clip.models import clip_presets
+
+        if preset in clip_presets.PRESETS:
+            context_length = clip_presets.PRESETS[preset]["text"][1]["context_length"]
+            return cls.from_openai(context_length=context_length)
+        files = [os.path.join(preset, name) for name in ("vocab.json", "merges.txt")]
+        if not all(os.path.exists(path) for path in files):
+            raise ValueError(
+                f"{preset!r} is neither a preset name nor a directory with "
+                f"vocab.json and merges.txt."
+            )
+        context_length = 77
+        settings = os.path.join(preset, "preprocessing.json")
+        if os.path.exists(settings):
+            with open(settings, encoding="utf-8") as file:
+                context_length = json.load(file).get("context_length", 77)
+        return cls.from_hf(*files, context_length=context_length)
+
     def save_vocabulary(self, directory):
         """Writes `vocab.json` and `merges.txt` (Hugging Face's layout) for `from_hf`."""
         os.makedirs(directory, exist_ok=True)

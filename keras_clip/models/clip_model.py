@@ -180,19 +180,24 @@ class CLIPModel(keras.Model):
         """Builds a preset architecture (random weights) or loads a saved model.
 
         Args:
-            preset: str. A name in `CLIPModel.presets` (e.g. `"ViT-B/32"`), or
-                the path of a `.keras` file saved from a `CLIPModel`.
+            preset: str. A name in `CLIPModel.presets` (e.g. `"ViT-B/32"`),
+                the path of a `.keras` file saved from a `CLIPModel`, or a
+                preset directory holding one as `model.keras` (what
+                `keras-clip convert` writes).
             dtype: optional dtype policy for the towers (e.g.
                 `"mixed_bfloat16"`); ignored when loading a file.
         """
         if preset in clip_presets.PRESETS:
             image_encoder, text_encoder = clip_presets.build_towers(preset, dtype)
             return cls(image_encoder, text_encoder, name=clip_presets.model_name(preset))
+        if os.path.isdir(preset) and os.path.exists(os.path.join(preset, "model.keras")):
+            preset = os.path.join(preset, "model.keras")
         if preset.endswith(".keras") and os.path.exists(preset):
             return keras.saving.load_model(preset)
         raise ValueError(
             f"Unknown CLIP preset {preset!r}. Available presets: "
-            f"{', '.join(clip_presets.PRESETS)}; or the path of a .keras file."
+            f"{', '.join(clip_presets.PRESETS)}; or the path of a .keras file or "
+            f"of a directory with model.keras."
         )
 
     def get_config(self):

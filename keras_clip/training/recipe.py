@@ -20,6 +20,20 @@ def learning_rate_schedule(peak, warmup_steps, total_steps):
     )
 
 
+def check_precision_runs_here(precision):
+    """Refuses a precision this backend and device cannot train in."""
+    if precision != "mixed_float16" or keras.backend.backend() != "jax":
+        return
+    import jax
+
+    if jax.default_backend() == "cpu":
+        raise ValueError(
+            "precision 'mixed_float16' needs a GPU on the JAX backend: XLA's CPU "
+            "matrix multiplications have no float16 kernel. Use 'mixed_bfloat16' "
+            "on CPUs and TPUs."
+        )
+
+
 def make_optimizer(config, model, total_steps):
     """`CLIPAdamW` with the schedule, betas and clipping of `config`."""
     tower = "resnet" if isinstance(model.image_encoder, ModifiedResNet) else "vit"

@@ -52,6 +52,7 @@ def train(config, callbacks=()):
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     config.check_data()
+    recipe.check_precision_runs_here(config.precision)
     distribution = select_distribution(config.distribution)
     distribution.check_batch_size(config.batch_size)
     total_steps = _total_steps(config)

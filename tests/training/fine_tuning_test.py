@@ -119,6 +119,10 @@ def test_train_with_bf16_and_remat_matches_bf16_without_remat(data, tmp_path):
     assert "block_0" in model.image_encoder.blocks[0]._remat_mode.layer_names
     assert {v.dtype for v in model.weights} == {"float32"}
     assert keras.config.dtype_policy().name == "float32"  # restored afterwards
-    # Recomputing activations in the backward pass changes memory, not math.
+    # Recomputing activations in the backward pass changes memory, not math;
+    # but XLA fuses the recomputed bfloat16 ops differently (8-bit mantissa),
+    # and Adam turns a 0.4% gradient difference on a near-zero coordinate into
+    # up to lr (5e-4) of weight. Seen: ≤ 1.3e-5 on JAX. Wrong remat (another
+    # function recomputed) moves weights by ~lr everywhere.
     for a, b in zip(weights(runs[False]), weights(model)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, b, atol=5e-5)

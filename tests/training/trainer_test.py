@@ -133,7 +133,20 @@ def test_cli_train_parses_overrides_and_reports_bad_keys(data, tmp_path, capsys)
     assert "unknown key(s) 'stepz'" in capsys.readouterr().err
 
 
+def float16_runs_here():
+    if keras.backend.backend() != "jax":
+        return True
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def test_float16_training_scales_the_loss(data, tmp_path):
+    if not float16_runs_here():
+        with pytest.raises(ValueError, match="'mixed_float16' needs a GPU on the JAX"):
+            train(tiny_config(data, tmp_path, steps=2, warmup_steps=1,
+                              precision="mixed_float16"))
+        return
     result = train(tiny_config(data, tmp_path, steps=2, warmup_steps=1,
                                precision="mixed_float16"))
     model = result.model

@@ -1,0 +1,213 @@
+"""`convert_checkpoint`: another implementation's CLIP → a keras_clip model."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+
+from keras_clip.convert import architectures, weight_maps
+from keras_clip.convert.checkpoint_files import CheckpointError, read_checkpoint
+from keras_clip.convert.resolution import with_image_size
+from keras_clip.data.image_ops import CLIP_MEAN, CLIP_STD
+from keras_clip.models import clip_presets
+from keras_clip.models.clip_model import CLIPModel
+
+SOURCES = ("openai", "open_clip", "hf")
+PREPROCESSING_FILE = "preprocessing.json"
+MODEL_FILE = "model.keras"
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class ConversionError(ValueError):
+    """A checkpoint that does not fit the architecture it was said to have."""
+
+
+def load_weights(model, weights, entries):
+    """Fills `model` from `weights` along a weight map, or says what is wrong.
+
+    Every model weight must get a value of its exact shape and every source
+    tensor must be used (bar `weight_maps.is_ignored` buffers); otherwise one
+    error names each missing, unexpected and mis-shaped weight.
+    """
+    problems, values, used = [], [], set()
+    for variable, names, transform in entries:
+        missing = [name for name in names if name not in weights]
+        if missing:
+            problems += [f"missing weight {name!r} (for {variable.path})" for name in missing]
+            continue
+        used.update(names)
+        value = transform(*(weights[name] for name in names))
+        if tuple(value.shape) != tuple(variable.shape):
+            shapes = " + ".join(str(tuple(weights[name].shape)) for name in names)
+            problems.append(
+                f"weight {names[0]!r} has shape {shapes}, which gives "
+                f"{tuple(value.shape)}; {variable.path} needs {tuple(variable.shape)}"
+            )
+            continue
+        values.append((variable, value))
+    unexpected = sorted(
+        name for name in weights if name not in used and not weight_maps.is_ignored(name)
+    )
+    problems += [f"unexpected weight {name!r}" for name in unexpected]
+    filled = {id(variable) for variable, _ in values}
+    if not problems:
+        problems += [
+            f"{variable.path} has no source weight"
+            for variable in model.weights
+            if id(variable) not in filled
+        ]
+    if problems:
+        raise ConversionError(
+            f"The checkpoint does not match the {model.name} architecture "
+            f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
+        )
+    for variable, value in values:
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def convert_checkpoint(
+    source,
+    path,
+    preset=None,
+    config=None,
+    activation=None,
+    image_size=None,
+    vocabulary_path=None,
+):
+    """Builds a keras_clip model holding a checkpoint's weights.
+
+    Args:
+        source: `"openai"`, `"open_clip"` or `"hf"`.
+        path: the checkpoint file (`.pt`, `.bin`, `.safetensors`), or for
+            `"hf"` a directory with `config.json`, `model.safetensors` (or
+            `pytorch_model.bin`), `vocab.json` and `merges.txt`.
+        preset: a keras_clip preset naming the architecture (`"ViT-B/32"`,
+            `"RN50"`, …) of an OpenAI or OpenCLIP state dict.
+        config: for `"open_clip"` instead of `preset`: an OpenCLIP model
+            config (dict, or the path of its JSON file).
+        activation: `"quick_gelu"` or `"gelu"`, with `preset`. OpenAI's
+            weights use QuickGELU (the default for `"openai"`); OpenCLIP's
+            models use GELU unless their name ends in `-quickgelu`.
+        image_size: build the image tower at this size instead, with
+            interpolated positional embeddings (e.g. 336 for a 224 model).
+        vocabulary_path: OpenAI's `bpe_simple_vocab_16e6.txt.gz`, if no
+            installed package ships it.
+
+    Returns:
+        `(model, tokenizer, preprocessing)`; `preprocessing` is a dict of the
+        source's image size, context length, mean and std.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
+    if source == "hf":
+        model, tokenizer, preprocessing = _from_hf_directory(path)
+    else:
+        architecture, preprocessing = _openai_architecture(source, preset, config, activation)
+        model = _build(architecture, preset)
+        load_weights(model, read_checkpoint(path), weight_maps.openai_entries(model))
+        from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer.from_openai(
+            vocabulary_path, context_length=model.context_length
+        )
+    if image_size is not None and image_size != model.image_size:
+        model = with_image_size(model, image_size)
+        preprocessing["image_size"] = image_size
+    _warn_on_other_constants(preprocessing)
+    return model, tokenizer, preprocessing
+
+
+def _openai_architecture(source, preset, config, activation):
+    if (preset is None) == (config is None):
+        raise ValueError(
+            f"Name the architecture of a {source} state dict with exactly one of "
+            f"preset (e.g. 'ViT-B/32') or config (an OpenCLIP model config)."
+        )
+    if config is not None:
+        if source != "open_clip":
+            raise ValueError("config= describes OpenCLIP models; use preset= for openai.")
+        if isinstance(config, str):
+            with open(config, encoding="utf-8") as file:
+                config = json.load(file)
+        return architectures.open_clip_architecture(config)
+    if activation is None:
+        if source == "open_clip":
+            raise ValueError(
+                "State the activation of an OpenCLIP checkpoint converted by preset: "
+                "'gelu' for models like 'ViT-B-32', 'quick_gelu' for '-quickgelu' "
+                "ones (or pass the OpenCLIP config instead)."
+            )
+        activation = "quick_gelu"
+    architecture = architectures.preset_architecture(preset, activation)
+    image_size = architecture["image"][1]["image_size"]
+    context_length = architecture["text"][1]["context_length"]
+    return architecture, architectures.default_preprocessing(image_size, context_length)
+
+
+def _from_hf_directory(directory):
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"{directory} is not a Hugging Face model directory.")
+    config = _read_json(os.path.join(directory, "config.json"))
+    vocabulary = _read_json(os.path.join(directory, "vocab.json"))
+    end_of_text_id = vocabulary.get("<|endoftext|>", architectures.END_OF_TEXT_ID)
+    architecture = architectures.hf_architecture(config, end_of_text_id)
+    preprocessor_path = os.path.join(directory, "preprocessor_config.json")
+    preprocessor = _read_json(preprocessor_path) if os.path.exists(preprocessor_path) else None
+    preprocessing = architectures.hf_preprocessing(preprocessor, architecture)
+    weight_files = [os.path.join(directory, name) for name in HF_WEIGHT_FILES]
+    weight_files = [name for name in weight_files if os.path.exists(name)]
+    if not weight_files:
+        raise CheckpointError(f"{directory} has none of {', '.join(HF_WEIGHT_FILES)}.")
+    model = _build(architecture, None)
+    load_weights(model, read_checkpoint(weight_files[0]), weight_maps.hf_entries(model))
+    tokenizer = CLIPTokenizer.from_hf(
+        os.path.join(directory, "vocab.json"),
+        os.path.join(directory, "merges.txt"),
+        context_length=model.context_length,
+    )
+    return model, tokenizer, preprocessing
+
+
+def _build(architecture, preset):
+    image_encoder, text_encoder = clip_presets.build_towers_from(architecture)
+    name = clip_presets.model_name(preset) if preset else "clip_converted"
+    return CLIPModel(image_encoder, text_encoder, name=name)
+
+
+def _read_json(path):
+    if not os.path.exists(path):
+        raise CheckpointError(f"Missing {path}.")
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def _warn_on_other_constants(preprocessing):
+    if not (np.allclose(preprocessing["mean"], CLIP_MEAN)
+            and np.allclose(preprocessing["std"], CLIP_STD)):
+        warnings.warn(
+            f"This checkpoint was trained with mean {preprocessing['mean']} and std "
+            f"{preprocessing['std']}, not CLIP's; they are saved in "
+            f"{PREPROCESSING_FILE}, but keras_clip's image pipelines normalise with "
+            f"CLIP's constants.",
+            stacklevel=3,
+        )
+
+
+def save_converted(model, tokenizer, preprocessing, destination):
+    """Writes a `.keras` file, or a preset directory for `from_preset`.
+
+    A directory gets `model.keras`, the tokenizer's `vocab.json` and
+    `merges.txt`, and `preprocessing.json`.
+    """
+    if destination.endswith(".keras"):
+        model.save(destination)
+        return destination
+    os.makedirs(destination, exist_ok=True)
+    model.save(os.path.join(destination, MODEL_FILE))
+    tokenizer.save_vocabulary(destination)
+    with open(os.path.join(destination, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
+        json.dump(preprocessing, file, indent=2)
+    return destination

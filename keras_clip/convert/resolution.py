@@ -1,0 +1,61 @@
+"""Moving a CLIP model to another input resolution (e.g. 224 → 336)."""
+
+import keras
+import numpy as np
+
+from keras_clip.models.clip_model import CLIPModel
+
+
+def interpolate_positions(positions, grid_size):
+    """`(1 + g², C)` positional embeddings → `(1 + grid_size², C)`.
+
+    The first row (class token, or the ResNet pool's mean token) is kept;
+    the `g × g` grid of the others is resized bicubically, so each new
+    position starts from the embedding of the same place in the image.
+    """
+    positions = np.asarray(positions, np.float32)
+    old_grid = int(round((positions.shape[0] - 1) ** 0.5))
+    if old_grid**2 + 1 != positions.shape[0]:
+        raise ValueError(
+            f"Positions of shape {positions.shape} are not 1 + a square grid."
+        )
+    if old_grid == grid_size:
+        return positions
+    grid = positions[1:].reshape(1, old_grid, old_grid, -1)
+    grid = keras.ops.image.resize(
+        grid, (grid_size, grid_size), interpolation="bicubic", data_format="channels_last"
+    )
+    grid = keras.ops.convert_to_numpy(grid).reshape(grid_size**2, -1)
+    return np.concatenate([positions[:1], grid], axis=0)
+
+
+def with_image_size(model, image_size):
+    """A copy of `model` whose image tower takes `image_size` pixels.
+
+    All weights carry over; the ViT's positional embeddings (or the
+    ModifiedResNet attention pool's positions) are interpolated to the new
+    grid. Fine-tuning at the new size then starts from the old model's
+    behaviour, as in the paper's ViT-L/14@336.
+    """
+    image_config = model.image_encoder.get_config()
+    image_config["image_size"] = image_size
+    image_encoder = type(model.image_encoder).from_config(image_config)
+    text_encoder = type(model.text_encoder).from_config(model.text_encoder.get_config())
+    text_encoder.set_weights(model.text_encoder.get_weights())
+    for old, new in zip(model.image_encoder.weights, image_encoder.weights):
+        value = keras.ops.convert_to_numpy(old)
+        if tuple(old.shape) != tuple(new.shape):
+            if not old.path.endswith("position_embedding"):
+                raise ValueError(f"{old.path} changes shape with the image size.")
+            grid_size = int(round((new.shape[0] - 1) ** 0.5))
+            value = interpolate_positions(value, grid_size)
+        new.assign(value)
+    resized = CLIPModel(
+        image_encoder,
+        text_encoder,
+        logit_scale_init=model.logit_scale_init,
+        max_logit_scale=model.max_logit_scale,
+        name=model.name,
+    )
+    resized.logit_scale.assign(keras.ops.convert_to_numpy(model.logit_scale))
+    return resized
