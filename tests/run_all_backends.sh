@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 failed=()
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
-  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider "$@" \
+  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider --durations=15 "$@" \
     || failed+=("${backend}")
 done
 if [ ${#failed[@]} -gt 0 ]; then

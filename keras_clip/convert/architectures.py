@@ -9,7 +9,7 @@ refused by name rather than dropped.
 
 import copy
 
-from keras_clip.data.image_ops import CLIP_MEAN, CLIP_STD
+from keras_clip.models.clip_presets import CLIP_MEAN, CLIP_STD
 from keras_clip.models import clip_presets
 
 ACTIVATIONS = ("quick_gelu", "gelu")

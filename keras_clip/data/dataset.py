@@ -9,6 +9,9 @@ import tensorflow as tf
 
 from keras_clip.data import image_ops, tfrecord_schema
 
+# Batches' id widths are rounded up to a multiple of this (few XLA shapes).
+TRIM_MULTIPLE = 16
+
 
 class DatasetStats:
     """Counts what a dataset made by `make_dataset` read, delivered and lost.
@@ -61,14 +64,14 @@ def expected_records(files):
 def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=None,
                  shuffle_buffer=2048, seed=None, image_dtype="float32",
                  drop_remainder=True, repeat=False, skip_examples=0,
-                 deterministic=None, input_worker=None, stats=None):
+                 deterministic=None, input_worker=None, stats=None, trim_token_ids=True):
     """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
 
     Files are sharded across input workers (auto-shard by file), read
     interleaved, shuffled when `training`, decoded and preprocessed
     (training: random resized crop 90–100%; evaluation: resize and centre
-    crop), tokenized (or stored `token_ids` used), batched with static
-    shapes and prefetched. Records that cannot be read or decoded are
+    crop), tokenized (or stored `token_ids` used), batched (a static batch
+    size), trimmed to the longest caption and prefetched. Records that cannot be read or decoded are
     skipped, never fatal, and counted in `stats`.
 
     With several input workers (MultiWorkerMirroredStrategy, found from
@@ -104,6 +107,13 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             taken from the current `tf.distribute` strategy's cluster.
         stats: optional `DatasetStats` to fill; one is made otherwise and
             attached to the result as `dataset.stats`.
+        trim_token_ids: bool. Cut each batch's id columns after its longest
+            caption, rounded up to a multiple of 16 (`trim_to_longest`). The
+            text tower's outputs are the same (attention is causal and reads
+            the end-of-text token), at a fraction of the cost: captions are
+            mostly far shorter than the context. The id width then varies
+            between batches (at most 5 distinct widths for a context of 77,
+            each compiled once by XLA); turn it off for one static shape.
 
     Returns:
         A `tf.data.Dataset` of `{"images": (B, S, S, 3), "token_ids": (B, T)}`.
@@ -191,6 +201,12 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
         )
+    if trim_token_ids:
+        dataset = dataset.map(
+            lambda batch: {**batch, "token_ids": trim_to_longest(batch["token_ids"])},
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
     options = tf.data.Options()
     # tf.data already runs elements in parallel; letting each small image op
     # also split across the intra-op pool cost ~20% of throughput here.
@@ -203,6 +219,22 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     dataset = dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
     dataset.stats = stats
     return dataset
+
+
+def trim_to_longest(token_ids, multiple=TRIM_MULTIPLE):
+    """`(B, T)` ids → `(B, T')`: columns past the longest caption dropped.
+
+    `T'` is the longest caption's length (up to its last non-padding id)
+    rounded up to `multiple`, at most `T`. Padding is 0 and trails every
+    caption, so nothing but padding is cut.
+    """
+    token_ids = tf.convert_to_tensor(token_ids)
+    width = tf.shape(token_ids)[1]
+    lengths = tf.where(token_ids != 0, tf.range(1, width + 1)[None, :], 0)
+    longest = tf.reduce_max(lengths)
+    keep = (longest + multiple - 1) // multiple * multiple
+    keep = tf.minimum(width, tf.maximum(keep, multiple))
+    return token_ids[:, :keep]
 
 
 def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
@@ -221,6 +253,9 @@ def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
             f"batch_size={batch_size} does not split evenly over "
             f"{strategy.num_replicas_in_sync} replicas."
         )
+
+    # Trimming per replica would give the replicas different id widths.
+    kwargs.setdefault("trim_token_ids", False)
 
     def dataset_fn(context):
         return make_dataset(

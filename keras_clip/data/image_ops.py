@@ -13,8 +13,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from keras_clip.models.clip_presets import CLIP_MEAN, CLIP_STD
 
 
 def decode_rgb(image_bytes, dct_method="INTEGER_ACCURATE"):

@@ -10,6 +10,11 @@ from keras_clip.models.modified_resnet import ModifiedResNet
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
 
+# Per-channel RGB mean and std of the paper's training images ([0, 1] units):
+# every preset's images are normalised with them (data/image_ops.py).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
 TOWERS = {
     cls.__name__: cls
     for cls in (VisionTransformer, ModifiedResNet, TextTransformer, BagOfWordsEncoder)

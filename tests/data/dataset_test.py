@@ -127,3 +127,32 @@ def test_deterministic_stream_resumes_exactly_after_skipping(shards, tokenizer):
     # Each pass reshuffles and re-augments: pass two is not pass one again.
     first, second = (np.concatenate([b["images"] for b in whole[i:i + 3]]) for i in (0, 3))
     assert not np.allclose(first, second)
+
+
+def test_batches_are_trimmed_after_their_longest_caption():
+    from keras_clip.data.dataset import trim_to_longest
+
+    ids = np.zeros((2, 77), "int32")
+    ids[0, :5] = [49406, 320, 0, 256, 49407]  # id 0 is "!" inside a caption
+    ids[1, :3] = [49406, 5, 49407]
+    assert trim_to_longest(tf.constant(ids)).shape == (2, 16)
+    ids[1, :20] = np.r_[49406, np.arange(1, 19), 49407]
+    trimmed = trim_to_longest(tf.constant(ids)).numpy()
+    np.testing.assert_array_equal(trimmed, ids[:, :32])
+    ids[1, :] = 7  # a caption using the whole context is never cut
+    assert trim_to_longest(tf.constant(ids)).shape == (2, 77)
+
+
+def test_trimmed_ids_give_the_same_text_embeddings():
+    from keras_clip.data.dataset import trim_to_longest
+    from keras_clip.models.text_transformer import TextTransformer
+
+    encoder = TextTransformer(vocabulary_size=49408, context_length=77, hidden_dim=32,
+                              num_layers=2, num_heads=2, output_dim=16)
+    ids = np.zeros((3, 77), "int32")
+    for row, length in enumerate((4, 11, 18)):
+        ids[row, :length] = np.r_[49406, np.arange(10, 8 + length), 49407]
+    trimmed = trim_to_longest(tf.constant(ids)).numpy()
+    assert trimmed.shape == (3, 32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(encoder(trimmed)),
+                               keras.ops.convert_to_numpy(encoder(ids)), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,420 @@
+"""Training and inference throughput of keras_clip beside OpenCLIP, one run.
+
+    PYTHONPATH=. python benchmarks/training_throughput.py --json results.json
+
+Every measurement runs in its own child process (so peak memory is that
+work's alone), one after another, on the same inputs; the parent prints a
+table and writes JSON. OpenCLIP is installed from PyPI and built with random
+weights (its model code is loaded as in tests/convert/references.py).
+
+- training samples/s: median over `--steps` steps after `--warmup` steps,
+  Adam-family optimizer, symmetric contrastive loss, same architecture,
+  batch, context length (77) and precision on both sides;
+- model FLOPs per sample: XLA's cost analysis of the forward pass (JAX),
+  times 3 for a training step (backward ≈ 2 × forward);
+- ceiling: the same framework's measured matmul GFLOP/s (2048², fp32 and
+  bf16); utilisation = achieved training FLOP/s / ceiling;
+- peak RSS of the process after training steps at `--memory-batches`;
+- inference: image and text embeddings per second (Keras model compiled,
+  exported SavedModel's `embed_pixels`, OpenCLIP eager under no_grad).
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+CONTEXT = 77
+TEXT = {"context_length": CONTEXT, "vocab_size": 49408, "width": 256, "heads": 4, "layers": 4}
+CONFIGS = {
+    "vit": {"embed_dim": 256, "text_cfg": TEXT,
+            "vision_cfg": {"image_size": 224, "layers": 4, "width": 256, "patch_size": 32,
+                           "head_width": 64}},
+    "resnet": {"embed_dim": 256, "text_cfg": TEXT,
+               "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 32,
+                              "head_width": 64}},
+}
+FRAMEWORKS = ("tensorflow", "jax", "torch", "open_clip")
+
+
+def batch_arrays(config, batch_size, seed=0):
+    """Random pixels, and captions of 8–30 tokens padded to 77 (like COCO's)."""
+    rng = np.random.default_rng(seed)
+    size = config["vision_cfg"]["image_size"]
+    images = rng.normal(size=(batch_size, size, size, 3)).astype("float32")
+    token_ids = np.zeros((batch_size, CONTEXT), "int32")
+    for row, length in enumerate(rng.integers(8, 31, batch_size)):
+        token_ids[row, 0] = 49406
+        token_ids[row, 1:length] = rng.integers(1, 49406, length - 1)
+        token_ids[row, length] = 49407
+    return images, token_ids
+
+
+def timed(step, steps, warmup):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# === Workers (each in its own process) ===
+
+
+def keras_model(config, precision):
+    import keras
+
+    from keras_clip import CLIPModel
+    from keras_clip.convert.architectures import open_clip_architecture
+    from keras_clip.models.clip_presets import build_towers_from
+
+    keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    architecture, _ = open_clip_architecture(config)
+    return CLIPModel(*build_towers_from(architecture))
+
+
+def keras_train(job):
+    import keras
+
+    model = keras_model(CONFIGS[job["config"]], job["precision"])
+    model.compile(optimizer=keras.optimizers.AdamW(1e-5), jit_compile=job["jit"])
+    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
+    if job["trim"]:
+        # As make_dataset's batches come (dataset.trim_to_longest), in numpy so
+        # that TensorFlow stays out of this process's memory on JAX and torch.
+        longest = (np.nonzero(token_ids)[1].max() + 1 + 15) // 16 * 16
+        token_ids = token_ids[:, :longest]
+    batch = {"images": keras.ops.convert_to_tensor(images),
+             "token_ids": keras.ops.convert_to_tensor(token_ids)}
+    seconds = timed(lambda: model.train_on_batch(batch), job["steps"], job["warmup"])
+    return {"samples_per_s": job["batch"] / seconds, "peak_rss_mib": peak_rss_mib()}
+
+
+def open_clip_train(job):
+    import importlib
+
+    import torch
+
+    from tests.convert import references
+
+    model = references.open_clip_model(CONFIGS[job["config"]]).train()
+    loss_module = importlib.import_module(f"{references.REFERENCE_PACKAGE}.loss").ClipLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
+    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    token_ids = torch.from_numpy(token_ids.astype(np.int64))
+    bf16 = job["precision"] == "bfloat16"
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            image, text, scale = model(images, token_ids)[:3]
+            loss = loss_module(image, text, scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    seconds = timed(step, job["steps"], job["warmup"])
+    return {"samples_per_s": job["batch"] / seconds, "peak_rss_mib": peak_rss_mib()}
+
+
+def matmul_ceiling(job):
+    """GFLOP/s of a 1024² matmul in `job["framework"]`, fp32 and bf16."""
+    n, results = 1024, {}
+    for precision in ("float32", "bfloat16"):
+        a = np.random.default_rng(0).normal(size=(n, n)).astype("float32")
+        if job["framework"] in ("torch", "open_clip"):
+            import torch
+
+            x = torch.from_numpy(a).to(getattr(torch, precision))
+            step = lambda: torch.matmul(x, x)  # noqa: E731
+        elif job["framework"] == "jax":
+            import jax
+
+            x = jax.numpy.asarray(a, dtype=precision)
+            f = jax.jit(lambda x: x @ x)
+            step = lambda: f(x).block_until_ready()  # noqa: E731
+        else:
+            import tensorflow as tf
+
+            x = tf.cast(tf.constant(a), precision)
+            f = tf.function(lambda x: x @ x, jit_compile=True)
+            step = lambda: f(x).numpy()  # noqa: E731
+        results[precision] = 2 * n**3 / timed(step, 3, 1) / 1e9
+    return results
+
+
+def forward_flops(job):
+    """XLA's count of a forward pass per sample (JAX backend, batch 8)."""
+    import jax
+
+    model = keras_model(CONFIGS[job["config"]], "float32")
+    images, token_ids = batch_arrays(CONFIGS[job["config"]], 8)
+
+    def forward(trainable, non_trainable, images, token_ids):
+        return model.stateless_call(
+            trainable, non_trainable, {"images": images, "token_ids": token_ids})[0]
+
+    variables = ([v.value for v in model.trainable_variables],
+                 [v.value for v in model.non_trainable_variables])
+    analysis = jax.jit(forward).lower(*variables, images, token_ids).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return {"forward_flops_per_sample": analysis["flops"] / 8}
+
+
+def keras_infer(job):
+    import keras
+
+    model = keras_model(CONFIGS[job["config"]], "float32")
+    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
+    images, token_ids = keras.ops.convert_to_tensor(images), keras.ops.convert_to_tensor(token_ids)
+    image_fn, text_fn = _compiled(model.encode_image), _compiled(model.encode_text)
+    return {
+        "images_per_s": job["batch"] / timed(lambda: keras.ops.convert_to_numpy(
+            image_fn(images)), job["steps"], job["warmup"]),
+        "texts_per_s": job["batch"] / timed(lambda: keras.ops.convert_to_numpy(
+            text_fn(token_ids)), job["steps"], job["warmup"]),
+    }
+
+
+def _compiled(function):
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)  # stateful Keras call traced once; inference only
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, jit_compile=True)
+    import torch
+
+    def no_grad(x):
+        with torch.no_grad():
+            return function(x)
+
+    return no_grad
+
+
+def saved_model_infer(job):
+    import tempfile
+
+    import tensorflow as tf
+
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.export import export_saved_model
+
+    model = keras_model(CONFIGS[job["config"]], "float32")
+    tokenizer = CLIPTokenizer.train(["a photo of a cat"] * 8, vocabulary_size=600,
+                                    context_length=CONTEXT)
+    path = export_saved_model(model, tokenizer, tempfile.mkdtemp())
+    embed_pixels = tf.saved_model.load(path).signatures["embed_pixels"]
+    images, _ = batch_arrays(CONFIGS[job["config"]], job["batch"])
+    pixels = tf.constant(images)
+    name = next(iter(embed_pixels.structured_input_signature[1]))
+    seconds = timed(lambda: embed_pixels(**{name: pixels}), job["steps"], job["warmup"])
+    return {"images_per_s": job["batch"] / seconds}
+
+
+def open_clip_infer(job):
+    import torch
+
+    from tests.convert import references
+
+    model = references.open_clip_model(CONFIGS[job["config"]])
+    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
+    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    token_ids = torch.from_numpy(token_ids.astype(np.int64))
+
+    def run(function, x):
+        with torch.no_grad():
+            function(x)
+
+    return {
+        "images_per_s": job["batch"] / timed(lambda: run(model.encode_image, images),
+                                             job["steps"], job["warmup"]),
+        "texts_per_s": job["batch"] / timed(lambda: run(model.encode_text, token_ids),
+                                            job["steps"], job["warmup"]),
+    }
+
+
+WORKERS = {f.__name__: f for f in (keras_train, open_clip_train, matmul_ceiling, forward_flops,
+                                    keras_infer, saved_model_infer, open_clip_infer)}
+
+
+# === The run ===
+
+
+def run_job(job):
+    backend = job.get("backend", "torch")
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    started = time.time()
+    done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    label = " ".join(f"{k}={v}" for k, v in job.items() if k not in ("steps", "warmup"))
+    if done.returncode != 0:
+        print(f"  FAILED {label}: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return {**job, "error": done.stderr[-2000:]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {time.time() - started:5.0f} s  {label}: {result}", file=sys.stderr)
+    return {**job, **result}
+
+
+def torch_bf16_unusable(job, results):
+    """Why a bf16 training job on torch is not run (None: it is)."""
+    uses_torch = job["worker"] == "open_clip_train" or job.get("backend") == "torch"
+    if job.get("precision") != "bfloat16" or not uses_torch or "batch" not in job:
+        return None
+    ceiling = next((r for r in results if r["worker"] == "matmul_ceiling"
+                    and r["framework"] == "torch" and "error" not in r), None)
+    if ceiling and ceiling["bfloat16"] < 0.1 * ceiling["float32"]:
+        return (f"torch's bf16 matmul runs at {ceiling['bfloat16']:.1f} GFLOP/s here "
+                f"(fp32 {ceiling['float32']:.0f}): no bf16 kernels for this CPU")
+    return None
+
+
+def plan(args):
+    jobs = []
+    for framework in dict.fromkeys(args.backends + ["torch"]):
+        jobs.append({"worker": "matmul_ceiling", "framework": framework, "backend": framework})
+    for config in args.configs:
+        jobs.append({"worker": "forward_flops", "config": config, "backend": "jax"})
+    for config in args.configs:
+        for precision in args.precisions:
+            for batch, steps, warmup in [(args.batch, args.steps, args.warmup)] + [
+                    (b, 2, 1) for b in args.memory_batches if config == "vit"]:
+                common = {"config": config, "precision": precision, "batch": batch,
+                          "steps": steps, "warmup": warmup}
+                if batch != args.batch and precision != "float32":
+                    continue
+                jobs.append({"worker": "open_clip_train", **common})
+                for backend in args.backends:
+                    for trim in (True, False):
+                        # Ids padded to 77 too, once per backend: what trimming buys.
+                        if trim or (config == "vit" and precision == "float32"
+                                    and batch == args.batch):
+                            jobs.append({"worker": "keras_train", "backend": backend,
+                                         "jit": backend != "torch", "trim": trim, **common})
+    for config in args.configs:
+        common = {"config": config, "batch": args.batch, "steps": 10, "warmup": 3}
+        jobs.append({"worker": "open_clip_infer", **common})
+        jobs.append({"worker": "saved_model_infer", "backend": "tensorflow", **common})
+        for backend in args.backends:
+            jobs.append({"worker": "keras_infer", "backend": backend, **common})
+    return jobs
+
+
+def training_table(results, batch):
+    ceilings = {r["framework"]: r for r in results if r["worker"] == "matmul_ceiling"}
+    flops = {r["config"]: 3 * r["forward_flops_per_sample"]
+             for r in results if r["worker"] == "forward_flops" and "error" not in r}
+    rows = []
+    train = [r for r in results if r["worker"].endswith("_train") and "samples_per_s" in r
+             and r["batch"] == batch]
+    for r in train:
+        if r["worker"] != "keras_train":
+            continue
+        baseline = next((o for o in train if o["worker"] == "open_clip_train"
+                         and o["config"] == r["config"] and o["precision"] == r["precision"]),
+                        None)
+
+        def utilisation(result, framework):
+            ceiling = ceilings.get(framework, {}).get(result["precision"])
+            if not ceiling or result["config"] not in flops:
+                return None
+            return flops[result["config"]] * result["samples_per_s"] / 1e9 / ceiling
+
+        rows.append({
+            "config": r["config"], "precision": r["precision"],
+            "backend": r["backend"] + ("" if r["trim"] else ", ids padded to 77"),
+            "keras_clip": r["samples_per_s"],
+            "open_clip": baseline and baseline["samples_per_s"],
+            "ratio": baseline and r["samples_per_s"] / baseline["samples_per_s"],
+            "utilisation": utilisation(r, r["backend"]),
+            "open_clip_utilisation": baseline and utilisation(baseline, "torch"),
+        })
+    return rows
+
+
+def print_tables(results, batch):
+    print(f"\ntraining, batch {batch}: samples/s (utilisation of the framework's matmul "
+          f"ceiling)")
+    print("| config | precision | backend | keras_clip | OpenCLIP | ratio |")
+    print("|---|---|---|---|---|---|")
+    for row in training_table(results, batch):
+        def cell(value, share):
+            return "—" if value is None else f"{value:.1f}" + (
+                f" ({share:.0%})" if share is not None else "")
+        ratio = "—" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        print(f"| {row['config']} | {row['precision']} | {row['backend']} | "
+              f"{cell(row['keras_clip'], row['utilisation'])} | "
+              f"{cell(row['open_clip'], row['open_clip_utilisation'])} | {ratio} |")
+    print("\npeak RSS (MiB) after training steps, float32")
+    for r in results:
+        if (r["worker"].endswith("_train") and "samples_per_s" in r
+                and r["precision"] == "float32" and r.get("trim", True)):
+            name = r.get("backend", "open_clip") if r["worker"] == "keras_train" else "open_clip"
+            print(f"  {r['config']} batch {r['batch']} {name}: {r['peak_rss_mib']:.0f}")
+    print("\ninference, embeddings/s (images, texts)")
+    for r in results:
+        if r["worker"].endswith("_infer") and "images_per_s" in r:
+            name = {"keras_infer": f"keras_clip {r.get('backend')}",
+                    "saved_model_infer": "SavedModel embed_pixels",
+                    "open_clip_infer": "OpenCLIP eager"}[r["worker"]]
+            print(f"  {r['config']} {name}: {r['images_per_s']:.1f}"
+                  + (f", {r['texts_per_s']:.1f}" if "texts_per_s" in r else ""))
+    for r in results:
+        if r["worker"] in ("matmul_ceiling", "forward_flops") and "error" not in r:
+            print(f"  {r['worker']} {r.get('framework', r.get('config'))}: "
+                  f"{ {k: v for k, v in r.items() if k not in ('worker', 'backend')} }")
+    for r in results:
+        if "skipped" in r or "error" in r:
+            print(f"  not measured: {r['worker']} {r.get('config')} {r.get('precision')} "
+                  f"{r.get('backend', 'open_clip')}: {r.get('skipped') or 'error'}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--memory-batches", type=int, nargs="*", default=[256])
+    parser.add_argument("--json", help="write every result here")
+    args = parser.parse_args(argv)
+    if args.worker:
+        job = json.loads(args.worker)
+        print(json.dumps(WORKERS[job["worker"]](job)))
+        return 0
+    results = []
+    for job in plan(args):
+        reason = torch_bf16_unusable(job, results)
+        results.append({**job, "skipped": reason} if reason else run_job(job))
+    print_tables(results, args.batch)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"date": time.strftime("%Y-%m-%d"), "results": results,
+                       "training": training_table(results, args.batch)}, file, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
