@@ -75,7 +75,9 @@ def read_safetensors(path):
                 f"data section; the file is truncated."
             )
         dtype = _safetensors_dtype(entry["dtype"], name, path)
-        array = np.frombuffer(data[start:end], dtype=dtype).reshape(entry["shape"])
+        # A view of the file's bytes, not a copy: full-size models are GBs.
+        array = np.frombuffer(memoryview(data)[start:end], dtype=dtype)
+        array = array.reshape(entry["shape"])
         if entry["dtype"] in ("BF16", "F16", "F64"):
             array = array.astype(np.float32)
         weights[name] = array

@@ -193,6 +193,3 @@ def _hf_block(block, prefix):
     yield from layer_norm(block.ln_2, prefix + "layer_norm2")
     yield from dense(block.mlp_fc, prefix + "mlp.fc1")
     yield from dense(block.mlp_proj, prefix + "mlp.fc2")
-
-
-LAYOUTS = {"openai": openai_entries, "open_clip": openai_entries, "hf": hf_entries}
