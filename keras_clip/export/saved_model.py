@@ -47,10 +47,11 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
     path = next_version_dir(directory, version)
     if keras.backend.backend() != "tensorflow":
         return _export_in_subprocess(model, tokenizer, directory, path, class_names, templates)
+    import tensorflow as tf
+
     from keras_clip.export import op_audit
     from keras_clip.export.serving_module import ServingModule
-
-    import tensorflow as tf
+    from keras_clip.layers.multi_head_self_attention import heads_first_attention
 
     classifier = None
     if class_names is not None:
@@ -60,7 +61,8 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
     module = ServingModule(model, tokenizer, class_names, classifier)
     partial = tempfile.mkdtemp(dir=directory if os.path.isdir(directory) else None)
     try:
-        tf.saved_model.save(module, partial, signatures=module.signatures())
+        with heads_first_attention():  # traced for the graph executor, not XLA
+            tf.saved_model.save(module, partial, signatures=module.signatures())
         op_audit.audit(os.path.join(partial, "saved_model.pb"))
         os.makedirs(directory, exist_ok=True)
         os.replace(partial, path)

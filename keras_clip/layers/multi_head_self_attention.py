@@ -1,7 +1,33 @@
 """Multi-head self-attention with one fused input projection."""
 
+import contextlib
+
 import keras
 from keras import ops
+
+# True while `heads_first_attention()` is active.
+_heads_first = False
+
+
+@contextlib.contextmanager
+def heads_first_attention():
+    """Within it, TensorFlow traces attention for its graph executor.
+
+    TensorFlow has no fused attention kernel: `dot_product_attention` there is
+    two einsums over `(B, T, H, D)`. XLA compiles those well (training), but
+    the graph executor that runs a served SavedModel pays for transposes
+    around both matmuls and three strided slices: ~22% of a small ViT's
+    image-embedding time. Export traces its signatures inside this context,
+    which moves the heads first once and multiplies plainly (the same
+    arithmetic; under XLA this layout trains ~8% slower, so it is not the
+    default).
+    """
+    global _heads_first
+    previous, _heads_first = _heads_first, True
+    try:
+        yield
+    finally:
+        _heads_first = previous
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -68,10 +94,32 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = self.in_proj(x)  # (B, T, 3*width)
         qkv = ops.reshape(qkv, (batch, length, 3, self.num_heads, self.head_dim))
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, D)
-        x = ops.dot_product_attention(query, key, value, is_causal=self.causal)
+        if _heads_first and keras.backend.backend() == "tensorflow":
+            x = self._heads_first_attention(qkv)
+        else:
+            query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, D)
+            x = ops.dot_product_attention(query, key, value, is_causal=self.causal)
         x = ops.reshape(x, (batch, length, self.hidden_dim))  # (B, T, width)
         return self.out_proj(x)
+
+    def _heads_first_attention(self, qkv):
+        """`dot_product_attention`'s arithmetic with the heads moved first once.
+
+        One transpose of the projections to `(3, B, H, T, D)` makes both
+        products plain batched matmuls. Logits and softmax stay float32, as
+        in `dot_product_attention`.
+        """
+        query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)))
+        logits = ops.einsum("bhtd,bhsd->bhts", query, key)
+        logits = ops.cast(logits, "float32") * (self.head_dim**-0.5)
+        if self.causal:
+            length = ops.shape(logits)[-1]
+            positions = ops.arange(length)
+            allowed = positions[None, :] <= positions[:, None]  # (T, S)
+            logits = ops.where(allowed, logits, -1e9)
+        probs = ops.cast(ops.softmax(logits, axis=-1), value.dtype)
+        x = ops.einsum("bhts,bhsd->bhtd", probs, value)
+        return ops.transpose(x, (0, 2, 1, 3))  # (B, T, H, D)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -89,6 +89,7 @@ def train(config, callbacks=()):
                     steps_per_epoch=steps_per_epoch,
                     validation_data=_validation_data(config, model),
                     callbacks=callbacks,
+                    shuffle=False,  # make_dataset shuffles (seeded, resumable)
                     verbose=config.verbose,
                 ).history
         result = _finish(config, write_dir, model, start, history, total_steps, distribution)

@@ -1,7 +1,11 @@
+import keras
 import numpy as np
 import pytest
 
-from keras_clip.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_clip.layers.multi_head_self_attention import (
+    MultiHeadSelfAttention,
+    heads_first_attention,
+)
 from tests.helpers import assert_layer_round_trip, to_numpy
 
 
@@ -31,6 +35,19 @@ def test_matches_numpy_reference(causal):
     np.testing.assert_allclose(
         to_numpy(layer(x)), reference_attention(x, layer), rtol=1e-4, atol=1e-5
     )
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the heads-first layout is TensorFlow's (export) path only")
+@pytest.mark.parametrize("causal", [False, True])
+def test_heads_first_layout_for_export_matches_the_reference(causal):
+    layer = MultiHeadSelfAttention(hidden_dim=16, num_heads=4, causal=causal)
+    x = np.random.default_rng(2).normal(size=(2, 5, 16)).astype("float32")
+    default = to_numpy(layer(x))
+    with heads_first_attention():
+        heads_first = to_numpy(layer(x))
+    np.testing.assert_allclose(heads_first, reference_attention(x, layer), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(heads_first, default, rtol=1e-5, atol=1e-6)
 
 
 def test_causal_output_ignores_later_tokens():
