@@ -35,6 +35,8 @@ def run_job(job):
     backend = job.get("backend", "torch")
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    if "onednn" in job:  # TensorFlow's oneDNN kernels and fusions, as a server would set it
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if job["onednn"] else "0"
     started = time.time()
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
                           capture_output=True, text=True, timeout=1800)
@@ -62,30 +64,38 @@ def torch_bf16_unusable(job, results):
 
 def plan(args):
     jobs = []
-    for framework in dict.fromkeys(args.backends + ["torch"]):
-        jobs.append({"worker": "matmul_ceiling", "framework": framework, "backend": framework})
-    for config in args.configs:
-        jobs.append({"worker": "forward_flops", "config": config, "backend": "jax"})
-    for config in args.configs:
-        for precision in args.precisions:
-            for batch, steps, warmup in [(args.batch, args.steps, args.warmup)] + [
-                    (b, 2, 1) for b in args.memory_batches if config == "vit"]:
-                common = {"config": config, "precision": precision, "batch": batch,
-                          "steps": steps, "warmup": warmup}
-                if batch != args.batch and precision != "float32":
-                    continue
-                jobs.append({"worker": "open_clip_train", **common})
-                for backend in args.backends:
-                    for trim in (True, False):
-                        # Ids padded to 77 too, once per backend: what trimming buys.
-                        if trim or (config == "vit" and precision == "float32"
-                                    and batch == args.batch):
-                            jobs.append({"worker": "keras_train", "backend": backend,
-                                         "jit": backend != "torch", "trim": trim, **common})
-    for config in args.configs:
+    if "training" in args.parts:
+        for framework in dict.fromkeys(args.backends + ["torch"]):
+            jobs.append({"worker": "matmul_ceiling", "framework": framework, "backend": framework})
+        for config in args.configs:
+            jobs.append({"worker": "forward_flops", "config": config, "backend": "jax"})
+        for config in args.configs:
+            for precision in args.precisions:
+                for batch, steps, warmup in [(args.batch, args.steps, args.warmup)] + [
+                        (b, 2, 1) for b in args.memory_batches if config == "vit"]:
+                    common = {"config": config, "precision": precision, "batch": batch,
+                              "steps": steps, "warmup": warmup}
+                    if batch != args.batch and precision != "float32":
+                        continue
+                    jobs.append({"worker": "open_clip_train", **common})
+                    for backend in args.backends:
+                        for trim in (True, False):
+                            # Ids padded to 77 too, once per backend: what trimming buys.
+                            if trim or (config == "vit" and precision == "float32"
+                                        and batch == args.batch):
+                                jobs.append({"worker": "keras_train", "backend": backend,
+                                             "jit": backend != "torch", "trim": trim, **common})
+                    if ("tensorflow" in args.backends and precision == "float32"
+                            and batch == args.batch):
+                        # TensorFlow's graph executor with oneDNN's kernels instead of XLA.
+                        jobs.append({"worker": "keras_train", "backend": "tensorflow",
+                                     "jit": False, "onednn": True, "trim": True, **common})
+    for config in args.configs if "inference" in args.parts else ():
         common = {"config": config, "batch": args.batch, "steps": 10, "warmup": 3}
         jobs.append({"worker": "open_clip_infer", **common})
-        jobs.append({"worker": "saved_model_infer", "backend": "tensorflow", **common})
+        for onednn in (False, True):
+            jobs.append({"worker": "saved_model_infer", "backend": "tensorflow",
+                         "onednn": onednn, **common})
         for backend in args.backends:
             jobs.append({"worker": "keras_infer", "backend": backend, **common})
     return jobs
@@ -113,7 +123,8 @@ def training_table(results, batch):
 
         rows.append({
             "config": r["config"], "precision": r["precision"],
-            "backend": r["backend"] + ("" if r["trim"] else ", ids padded to 77"),
+            "backend": r["backend"] + ("" if r["trim"] else ", ids padded to 77")
+            + (", oneDNN, no XLA" if r.get("onednn") else ""),
             "keras_clip": r["samples_per_s"],
             "open_clip": baseline and baseline["samples_per_s"],
             "ratio": baseline and r["samples_per_s"] / baseline["samples_per_s"],
@@ -141,12 +152,14 @@ def print_tables(results, batch):
         if (r["worker"].endswith("_train") and "samples_per_s" in r
                 and r["precision"] == "float32" and r.get("trim", True)):
             name = r.get("backend", "open_clip") if r["worker"] == "keras_train" else "open_clip"
+            name += ", oneDNN, no XLA" if r.get("onednn") else ""
             print(f"  {r['config']} batch {r['batch']} {name}: {r['peak_rss_mib']:.0f}")
     print("\ninference, embeddings/s (images, texts)")
     for r in results:
         if r["worker"].endswith("_infer") and "images_per_s" in r:
             name = {"keras_infer": f"keras_clip {r.get('backend')}",
-                    "saved_model_infer": "SavedModel embed_pixels",
+                    "saved_model_infer": "SavedModel embed_pixels, oneDNN "
+                                         + ("on" if r.get("onednn") else "off"),
                     "open_clip_infer": "OpenCLIP eager"}[r["worker"]]
             print(f"  {r['config']} {name}: {r['images_per_s']:.1f}"
                   + (f", {r['texts_per_s']:.1f}" if "texts_per_s" in r else ""))
@@ -170,6 +183,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--memory-batches", type=int, nargs="*", default=[256])
+    parser.add_argument("--parts", nargs="+", default=["training", "inference"],
+                        choices=["training", "inference"])
     parser.add_argument("--json", help="write every result here")
     args = parser.parse_args(argv)
     if args.worker:
