@@ -35,8 +35,8 @@ def run_job(job):
     backend = job.get("backend", "torch")
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
-    if "onednn" in job:  # TensorFlow's oneDNN kernels and fusions, as a server would set it
-        env["TF_ENABLE_ONEDNN_OPTS"] = "1" if job["onednn"] else "0"
+    # TensorFlow's oneDNN kernels and fusions: set for every job, never inherited.
+    env["TF_ENABLE_ONEDNN_OPTS"] = "1" if job.get("onednn") else "0"
     started = time.time()
     done = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], env=env,
                           capture_output=True, text=True, timeout=1800)

@@ -52,10 +52,6 @@ class TrainConfig:
     Run:
         precision: "float32", "mixed_bfloat16" or "mixed_float16" (with
             dynamic loss scaling).
-        jit_compile: compile the step with XLA where the backend does
-            (Keras' "auto"); false runs TensorFlow's graph executor, which
-            with `TF_ENABLE_ONEDNN_OPTS=1` trained a ModifiedResNet on CPU
-            1.4× faster than XLA (benchmarks/README.md).
         distribution: "auto" picks TPU, several workers (TF_CONFIG), several
             GPUs, or JAX data parallelism over all devices; or name one.
         output_dir: checkpoints/, logs/ (TensorBoard) and model.keras.
@@ -93,7 +89,6 @@ class TrainConfig:
     text_unlocked_blocks: int = 0
     wise_ft_alpha: typing.Optional[float] = None
     precision: str = "float32"
-    jit_compile: bool = True
     distribution: str = "auto"
     output_dir: str = "runs/clip"
     checkpoint_every: int = 500

@@ -142,10 +142,7 @@ def _build_model(config, resumed, total_steps):
             fine_tuning.lock_tower(model.image_encoder, config.image_unlocked_blocks)
         if config.lock_text_tower:
             fine_tuning.lock_tower(model.text_encoder, config.text_unlocked_blocks)
-        model.compile(optimizer=recipe.make_optimizer(config, model, total_steps),
-                      jit_compile="auto" if config.jit_compile else False)
-    elif not config.jit_compile:
-        model.jit_compile = False  # the resumed model was compiled as saved
+        model.compile(optimizer=recipe.make_optimizer(config, model, total_steps))
     return model, start
 
 

@@ -40,14 +40,28 @@ def test_matches_numpy_reference(causal):
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="the heads-first layout is TensorFlow's (export) path only")
 @pytest.mark.parametrize("causal", [False, True])
-def test_heads_first_layout_for_export_matches_the_reference(causal):
-    layer = MultiHeadSelfAttention(hidden_dim=16, num_heads=4, causal=causal)
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_heads_first_layout_for_export_matches_the_default(causal, dtype, monkeypatch):
+    layer = MultiHeadSelfAttention(hidden_dim=16, num_heads=4, causal=causal, dtype=dtype)
     x = np.random.default_rng(2).normal(size=(2, 5, 16)).astype("float32")
-    default = to_numpy(layer(x))
+    default = to_numpy(layer(x)).astype("float32")
+    calls = []
+    original = MultiHeadSelfAttention._heads_first_attention
+    monkeypatch.setattr(MultiHeadSelfAttention, "_heads_first_attention",
+                        lambda self, qkv: calls.append(1) or original(self, qkv))
     with heads_first_attention():
-        heads_first = to_numpy(layer(x))
-    np.testing.assert_allclose(heads_first, reference_attention(x, layer), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(heads_first, default, rtol=1e-5, atol=1e-6)
+        heads_first = to_numpy(layer(x)).astype("float32")
+    assert calls == [1]
+    if dtype == "float32":
+        np.testing.assert_allclose(heads_first, reference_attention(x, layer),
+                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(heads_first, default, rtol=1e-5, atol=1e-6)
+    else:  # same bf16 roundings in both layouts
+        np.testing.assert_allclose(heads_first, default, rtol=0, atol=1e-2)
+    with pytest.raises(RuntimeError), heads_first_attention():
+        raise RuntimeError
+    layer(x)  # after the context, even one left by an error: the default path
+    assert calls == [1]
 
 
 def test_causal_output_ignores_later_tokens():

@@ -91,19 +91,6 @@ def test_train_writes_checkpoints_logs_and_a_model(data, tmp_path):
     assert int(again.model.optimizer.iterations) == 5
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax",
-                    reason="Keras' 'auto' picks XLA here only on JAX (not on torch, nor on "
-                           "TensorFlow under the two logical CPUs' strategy)")
-def test_jit_compile_false_trains_without_xla_also_after_resuming(data, tmp_path):
-    default = train(tiny_config(data, tmp_path / "default", steps=3))
-    assert default.model.jit_compile is True
-    first = train(tiny_config(data, tmp_path / "graph", steps=3, jit_compile=False))
-    assert first.model.jit_compile is False
-    resumed = train(tiny_config(data, tmp_path / "graph", steps=4, jit_compile=False))
-    assert int(resumed.model.optimizer.iterations) == 4
-    assert resumed.model.jit_compile is False
-
-
 @pytest.mark.parametrize("change, message", [
     ({"learning_rte": 1e-3}, "unknown key(s) 'learning_rte'"),
     ({"train_data": "/nowhere/*.tfrecord"}, "train_data='/nowhere/*.tfrecord' matches no file"),
