@@ -18,7 +18,7 @@ import tempfile
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.throughput_workers import CONFIGS, CONTEXT, batch_arrays, keras_model
+from benchmarks.throughput_workers import CONFIGS, exported_embed_pixels
 
 # Framework bookkeeping the profiler also records; only kernels are listed.
 WRAPPERS = ("Process", "signature_wrapper", "TFE_Py", "Eager", "__inference", "Run",
@@ -53,22 +53,13 @@ def main():
 
     import tensorflow as tf
 
-    from keras_clip.data.clip_tokenizer import CLIPTokenizer
-    from keras_clip.export import export_saved_model
-
-    tokenizer = CLIPTokenizer.train(["a photo of a cat"] * 8, vocabulary_size=600,
-                                    context_length=CONTEXT)
-    path = export_saved_model(keras_model(CONFIGS[args.config], "float32"), tokenizer,
-                              tempfile.mkdtemp())
-    embed_pixels = tf.saved_model.load(path).signatures["embed_pixels"]
-    name = next(iter(embed_pixels.structured_input_signature[1]))
-    pixels = tf.constant(batch_arrays(CONFIGS[args.config], args.batch)[0])
+    call = exported_embed_pixels(args.config, args.batch)
     for _ in range(2):
-        embed_pixels(**{name: pixels})
+        call()
     logdir = tempfile.mkdtemp()
     tf.profiler.experimental.start(logdir)
     for _ in range(args.calls):
-        embed_pixels(**{name: pixels})
+        call()
     tf.profiler.experimental.stop()
     totals = op_times(logdir, args.calls)
     everything = sum(totals.values())

@@ -189,7 +189,8 @@ def _compiled(function):
     return no_grad
 
 
-def saved_model_infer(job):
+def exported_embed_pixels(config, batch):
+    """`embed_pixels` of a freshly exported SavedModel, and a call on `batch` pixels."""
     import tempfile
 
     import tensorflow as tf
@@ -197,15 +198,19 @@ def saved_model_infer(job):
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
     from keras_clip.export import export_saved_model
 
-    model = keras_model(CONFIGS[job["config"]], "float32")
     tokenizer = CLIPTokenizer.train(["a photo of a cat"] * 8, vocabulary_size=600,
                                     context_length=CONTEXT)
-    path = export_saved_model(model, tokenizer, tempfile.mkdtemp())
+    path = export_saved_model(keras_model(CONFIGS[config], "float32"), tokenizer,
+                              tempfile.mkdtemp())
     embed_pixels = tf.saved_model.load(path).signatures["embed_pixels"]
-    images, _ = batch_arrays(CONFIGS[job["config"]], job["batch"])
-    pixels = tf.constant(images)
+    pixels = tf.constant(batch_arrays(CONFIGS[config], batch)[0])
     name = next(iter(embed_pixels.structured_input_signature[1]))
-    seconds = timed(lambda: embed_pixels(**{name: pixels}), job["steps"], job["warmup"])
+    return lambda: embed_pixels(**{name: pixels})
+
+
+def saved_model_infer(job):
+    call = exported_embed_pixels(job["config"], job["batch"])
+    seconds = timed(call, job["steps"], job["warmup"])
     return {"images_per_s": job["batch"] / seconds}
 
 
