@@ -47,10 +47,52 @@ def timed(step, steps, warmup):
     return statistics.median(times)
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_memory():
+    """Peak RSS of this process, and the accelerator's peak allocation if one was used."""
+    import sys
+
+    memory = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if "jax" in sys.modules:
+        import jax
+
+        stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+        if stats:
+            memory["peak_device_mib"] = stats["peak_bytes_in_use"] / 2**20
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.max_memory_allocated():
+            memory["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return memory
 
 
+def torch_device():
+    """"cuda" when torch sees a GPU (as Keras' torch backend then uses it), else "cpu".
+
+    On a GPU, float32 matmuls may use TF32 and cuDNN picks its fastest
+    algorithms, as OpenCLIP's training script sets; XLA (JAX) does the same
+    by default, so "float32" rows compare like with like.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    return "cuda"
+
+
+def synchronized(step, device):
+    """`step`, returning only once the device has finished the work it queued."""
+    if device == "cpu":
+        return step
+    import torch
+
+    def run():
+        step()
+        torch.cuda.synchronize()
+
+    return run
 
 
 def keras_model(config, precision):
@@ -68,6 +110,8 @@ def keras_model(config, precision):
 def keras_train(job):
     import keras
 
+    if keras.backend.backend() == "torch":
+        torch_device()
     model = keras_model(CONFIGS[job["config"]], job["precision"])
     model.compile(optimizer=keras.optimizers.AdamW(1e-5), jit_compile=job["jit"])
     images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
@@ -78,8 +122,9 @@ def keras_train(job):
         token_ids = token_ids[:, :longest]
     batch = {"images": keras.ops.convert_to_tensor(images),
              "token_ids": keras.ops.convert_to_tensor(token_ids)}
+    # train_on_batch returns the logs as numbers, so each step has finished.
     seconds = timed(lambda: model.train_on_batch(batch), job["steps"], job["warmup"])
-    return {"samples_per_s": job["batch"] / seconds, "peak_rss_mib": peak_rss_mib()}
+    return {"samples_per_s": job["batch"] / seconds, **peak_memory()}
 
 
 def open_clip_train(job):
@@ -89,46 +134,62 @@ def open_clip_train(job):
 
     from tests.convert import references
 
-    model = references.open_clip_model(CONFIGS[job["config"]]).train()
+    device = torch_device()
+    model = references.open_clip_model(CONFIGS[job["config"]]).train().to(device)
     loss_module = importlib.import_module(f"{references.REFERENCE_PACKAGE}.loss").ClipLoss()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
-    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    token_ids = torch.from_numpy(token_ids.astype(np.int64))
+    forward = torch.compile(model) if job.get("compile") else model
+    images, token_ids = open_clip_inputs(job, device)
     bf16 = job["precision"] == "bfloat16"
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            image, text, scale = model(images, token_ids)[:3]
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            image, text, scale = forward(images, token_ids)[:3]
             loss = loss_module(image, text, scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    seconds = timed(step, job["steps"], job["warmup"])
-    return {"samples_per_s": job["batch"] / seconds, "peak_rss_mib": peak_rss_mib()}
+    seconds = timed(synchronized(step, device), job["steps"], job["warmup"])
+    return {"samples_per_s": job["batch"] / seconds, **peak_memory()}
+
+
+def open_clip_inputs(job, device):
+    import torch
+
+    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
+    return (torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device),
+            torch.from_numpy(token_ids.astype(np.int64)).to(device))
 
 
 def matmul_ceiling(job):
-    """GFLOP/s of a 1024² matmul in `job["framework"]`, fp32 and bf16."""
-    n, results = 1024, {}
+    """GFLOP/s of an n² matmul in `job["framework"]`, fp32 and bf16.
+
+    n is 1024 on a CPU and 8192 on an accelerator (where 1024² finishes in
+    microseconds, launch overhead included).
+    """
+    results = {}
     for precision in ("float32", "bfloat16"):
-        a = np.random.default_rng(0).normal(size=(n, n)).astype("float32")
         if job["framework"] in ("torch", "open_clip"):
             import torch
 
-            x = torch.from_numpy(a).to(getattr(torch, precision))
-            step = lambda: torch.matmul(x, x)  # noqa: E731
+            device = torch_device()
+            n = 1024 if device == "cpu" else 8192
+            x = torch.from_numpy(np.random.default_rng(0).normal(size=(n, n)).astype(
+                "float32")).to(device, getattr(torch, precision))
+            step = synchronized(lambda: torch.matmul(x, x), device)
         elif job["framework"] == "jax":
             import jax
 
-            x = jax.numpy.asarray(a, dtype=precision)
+            n = 1024 if jax.default_backend() == "cpu" else 8192
+            x = jax.numpy.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype=precision)
             f = jax.jit(lambda x: x @ x)
             step = lambda: f(x).block_until_ready()  # noqa: E731
         else:
             import tensorflow as tf
 
-            x = tf.cast(tf.constant(a), precision)
+            n = 1024
+            x = tf.cast(tf.random.normal((n, n), seed=0), precision)
             f = tf.function(lambda x: x @ x, jit_compile=True)
             step = lambda: f(x).numpy()  # noqa: E731
         results[precision] = 2 * n**3 / timed(step, 3, 1) / 1e9
@@ -219,21 +280,20 @@ def open_clip_infer(job):
 
     from tests.convert import references
 
-    model = references.open_clip_model(CONFIGS[job["config"]])
-    images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
-    images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    token_ids = torch.from_numpy(token_ids.astype(np.int64))
+    device = torch_device()
+    model = references.open_clip_model(CONFIGS[job["config"]]).to(device)
+    images, token_ids = open_clip_inputs(job, device)
 
     def run(function, x):
         with torch.no_grad():
             function(x)
 
-    return {
-        "images_per_s": job["batch"] / timed(lambda: run(model.encode_image, images),
-                                             job["steps"], job["warmup"]),
-        "texts_per_s": job["batch"] / timed(lambda: run(model.encode_text, token_ids),
-                                            job["steps"], job["warmup"]),
-    }
+    def speed(function, x):
+        return job["batch"] / timed(synchronized(lambda: run(function, x), device),
+                                    job["steps"], job["warmup"])
+
+    return {"images_per_s": speed(model.encode_image, images),
+            "texts_per_s": speed(model.encode_text, token_ids)}
 
 
 WORKERS = {f.__name__: f for f in (keras_train, open_clip_train, matmul_ceiling, forward_flops,
