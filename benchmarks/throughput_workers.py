@@ -112,7 +112,13 @@ def keras_train(job):
 
     if keras.backend.backend() == "torch":
         torch_device()
-    model = keras_model(CONFIGS[job["config"]], job["precision"])
+    if job.get("remat"):  # as `keras-clip train --set remat=true` builds the model
+        from keras_clip.training.trainer import REMAT_LAYERS
+
+        with keras.RematScope(mode="list_of_layers", layer_names=REMAT_LAYERS):
+            model = keras_model(CONFIGS[job["config"]], job["precision"])
+    else:
+        model = keras_model(CONFIGS[job["config"]], job["precision"])
     model.compile(optimizer=keras.optimizers.AdamW(1e-5), jit_compile=job["jit"])
     images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
     if job["trim"]:
@@ -250,7 +256,7 @@ def _compiled(function):
     return no_grad
 
 
-def exported_embed_pixels(config, batch):
+def exported_embed_pixels(config, batch, jit_compile=False):
     """`embed_pixels` of a freshly exported SavedModel, and a call on `batch` pixels."""
     import tempfile
 
@@ -262,7 +268,7 @@ def exported_embed_pixels(config, batch):
     tokenizer = CLIPTokenizer.train(["a photo of a cat"] * 8, vocabulary_size=600,
                                     context_length=CONTEXT)
     path = export_saved_model(keras_model(CONFIGS[config], "float32"), tokenizer,
-                              tempfile.mkdtemp())
+                              tempfile.mkdtemp(), jit_compile=jit_compile)
     embed_pixels = tf.saved_model.load(path).signatures["embed_pixels"]
     pixels = tf.constant(batch_arrays(CONFIGS[config], batch)[0])
     name = next(iter(embed_pixels.structured_input_signature[1]))
@@ -270,7 +276,7 @@ def exported_embed_pixels(config, batch):
 
 
 def saved_model_infer(job):
-    call = exported_embed_pixels(job["config"], job["batch"])
+    call = exported_embed_pixels(job["config"], job["batch"], job.get("xla", False))
     seconds = timed(call, job["steps"], job["warmup"])
     return {"images_per_s": job["batch"] / seconds}
 

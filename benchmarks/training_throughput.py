@@ -18,7 +18,9 @@ weights (its model code is loaded as in tests/convert/references.py).
   bf16); utilisation = achieved training FLOP/s / ceiling;
 - peak RSS of the process after training steps at `--memory-batches`;
 - inference: image and text embeddings per second (Keras model compiled,
-  exported SavedModel's `embed_pixels`, OpenCLIP eager under no_grad).
+  exported SavedModel's `embed_pixels` as exported by default, with
+  TensorFlow's oneDNN kernels on, and exported with `jit_compile=True`;
+  OpenCLIP eager under no_grad).
 """
 
 import argparse
@@ -100,9 +102,10 @@ def plan(args):
     for config in args.configs if "inference" in args.parts else ():
         common = {"config": config, "batch": args.batch, "steps": 10, "warmup": 3}
         jobs.append({"worker": "open_clip_infer", **common})
-        for onednn in (False, True) if "tensorflow" in args.backends else ():
-            jobs.append({"worker": "saved_model_infer", "backend": "tensorflow",
-                         "onednn": onednn, **common})
+        for onednn, xla in ((False, False), (True, False), (False, True)):
+            if "tensorflow" in args.backends:  # exports need TensorFlow
+                jobs.append({"worker": "saved_model_infer", "backend": "tensorflow",
+                             "onednn": onednn, "xla": xla, **common})
         for backend in args.backends:
             jobs.append({"worker": "keras_infer", "backend": backend, **common})
     return jobs
@@ -207,8 +210,9 @@ def print_tables(results):
     for r in results:
         if r["worker"].endswith("_infer") and "images_per_s" in r:
             name = {"keras_infer": f"keras_clip {r.get('backend')}",
-                    "saved_model_infer": "SavedModel embed_pixels, oneDNN "
-                                         + ("on" if r.get("onednn") else "off"),
+                    "saved_model_infer": "SavedModel embed_pixels, " + (
+                        "XLA" if r.get("xla") else "oneDNN " + (
+                            "on" if r.get("onednn") else "off")),
                     "open_clip_infer": "OpenCLIP eager"}[r["worker"]]
             print(f"  {r['config']} {name}: {r['images_per_s']:.1f}"
                   + (f", {r['texts_per_s']:.1f}" if "texts_per_s" in r else ""))

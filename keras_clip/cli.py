@@ -232,6 +232,9 @@ def _export_parser(subparsers):
     parser.add_argument("--output", required=True, help="TF Serving model directory")
     parser.add_argument("--version", type=int, help="default: the next free integer")
     parser.add_argument("--classes", help="text file, one class name per line (adds classify)")
+    parser.add_argument("--xla", action="store_true",
+                        help="compile the towers with XLA: faster on CPUs; TF Serving then "
+                             "needs --xla_cpu_compilation_enabled=true (CPU builds only)")
     _model_and_tokenizer_arguments(parser)
     return parser
 
@@ -268,7 +271,8 @@ def _export(args):
         path = export_saved_model(
             model, tokenizer, args.output, version=args.version,
             class_names=_lines(args.classes) if args.classes else None,
-            templates=_lines(args.templates) if args.templates else TEMPLATES)
+            templates=_lines(args.templates) if args.templates else TEMPLATES,
+            jit_compile=args.xla)
     except (ValueError, OSError) as error:
         print(f"keras-clip export: {error}", file=sys.stderr)
         return 2

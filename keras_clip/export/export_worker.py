@@ -2,7 +2,7 @@
 
 Run with `KERAS_BACKEND=tensorflow` by `export_saved_model` on other backends;
 SCRATCH holds `model.keras`, the tokenizer's `vocab.json`/`merges.txt`, and
-`request.json` (directory, version, class names, templates).
+`request.json` (directory, version, class names, templates, jit_compile).
 """
 
 import json
@@ -24,4 +24,5 @@ if __name__ == "__main__":
                                       os.path.join(scratch, "merges.txt"),
                                       context_length=request["context_length"])
     export_saved_model(model, tokenizer, request["directory"], version=request["version"],
-                       class_names=request["class_names"], templates=request["templates"])
+                       class_names=request["class_names"], templates=request["templates"],
+                       jit_compile=request["jit_compile"])

@@ -30,7 +30,7 @@ def next_version_dir(directory, version=None):
 
 
 def export_saved_model(model, tokenizer, directory, *, version=None, class_names=None,
-                       templates=TEMPLATES):
+                       templates=TEMPLATES, jit_compile=False):
     """Writes `directory/<version>/` for TF Serving and returns its path.
 
     Signatures: `serving_default`/`embed_images` (image bytes → embeddings),
@@ -40,13 +40,20 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
     zero-shot classifier of `class_names` × `templates` baked in. Only core
     TensorFlow ops and tensorflow-text's regex split are used (audited).
 
+    `jit_compile=True` marks the image and text towers for XLA: a CPU serves
+    them faster (see benchmarks/README.md), but TF Serving then needs
+    `--xla_cpu_compilation_enabled=true`, compiles once per new batch size,
+    and its GPU builds cannot run them. Off by default: the plain graph runs
+    on every TF Serving binary.
+
     On JAX and PyTorch the model is saved as `.keras` and exported by a
     TensorFlow-backend subprocess: `.keras` weights load on any backend, and
     only TensorFlow writes SavedModels with string preprocessing inside.
     """
     path = next_version_dir(directory, version)
     if keras.backend.backend() != "tensorflow":
-        return _export_in_subprocess(model, tokenizer, directory, path, class_names, templates)
+        return _export_in_subprocess(model, tokenizer, directory, path, class_names, templates,
+                                     jit_compile)
     import tensorflow as tf
 
     from keras_clip.export import op_audit
@@ -58,10 +65,12 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
         from keras_clip.evaluation.zero_shot import zero_shot_classifier
 
         classifier = zero_shot_classifier(model, tokenizer, list(class_names), templates)
-    module = ServingModule(model, tokenizer, class_names, classifier)
+    module = ServingModule(model, tokenizer, class_names, classifier, jit_compile=jit_compile)
     partial = tempfile.mkdtemp(dir=directory if os.path.isdir(directory) else None)
     try:
-        with heads_first_attention():  # traced for the graph executor, not XLA
+        # Heads-first attention is the graph executor's faster layout; XLA
+        # runs keras' dot_product_attention faster.
+        with heads_first_attention(not jit_compile):
             tf.saved_model.save(module, partial, signatures=module.signatures())
         op_audit.audit(os.path.join(partial, "saved_model.pb"))
         os.makedirs(directory, exist_ok=True)
@@ -71,7 +80,8 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
     return path
 
 
-def _export_in_subprocess(model, tokenizer, directory, path, class_names, templates):
+def _export_in_subprocess(model, tokenizer, directory, path, class_names, templates,
+                          jit_compile):
     import json
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -80,7 +90,8 @@ def _export_in_subprocess(model, tokenizer, directory, path, class_names, templa
         with open(os.path.join(scratch, "request.json"), "w") as file:
             json.dump({"directory": directory, "version": os.path.basename(path),
                        "class_names": class_names, "templates": list(templates),
-                       "context_length": tokenizer.context_length}, file)
+                       "context_length": tokenizer.context_length,
+                       "jit_compile": jit_compile}, file)
         result = subprocess.run(
             [sys.executable, "-m", "keras_clip.export.export_worker", scratch],
             env=dict(os.environ, KERAS_BACKEND="tensorflow"), capture_output=True, text=True)

@@ -14,9 +14,15 @@ class ServingModule(tf.Module):
     classifier (`class_names` and `(C, D)` weights), `classify` is added.
     """
 
-    def __init__(self, model, tokenizer, class_names=None, classifier=None):
+    def __init__(self, model, tokenizer, class_names=None, classifier=None, jit_compile=False):
         super().__init__()
         self.model = model
+        # With jit_compile the towers run as XLA clusters inside the graph
+        # (decoding and tokenizing stay graph ops, which XLA cannot compile).
+        self.encode_image, self.encode_text = model.encode_image, model.encode_text
+        if jit_compile:
+            self.encode_image = tf.function(model.encode_image, jit_compile=True)
+            self.encode_text = tf.function(model.encode_text, jit_compile=True)
         self.tokenizer = tokenizer
         self.image_size = model.image_size
         self.logit_scale = model.logit_scale
@@ -44,10 +50,10 @@ class ServingModule(tf.Module):
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))  # (N, S, S, 3)
 
     def _embed_pixels(self, pixels):
-        return {"embeddings": self.model.encode_image(pixels)}
+        return {"embeddings": self.encode_image(pixels)}
 
     def _embed_token_ids(self, token_ids):
-        return {"embeddings": self.model.encode_text(token_ids)}
+        return {"embeddings": self.encode_text(token_ids)}
 
     def _embed_images(self, image_bytes):
         return self._embed_pixels(self._pixels(image_bytes))

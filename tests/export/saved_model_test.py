@@ -125,6 +125,37 @@ def test_op_audit_lists_the_export_and_rejects_foreign_ops(exported):
         "SentencepieceOp"]
 
 
+def xla_marked_functions(path):
+    """Names of the export's functions that TensorFlow must compile with XLA."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as file:
+        saved_model.ParseFromString(file.read())
+    return [f.signature.name for graph in saved_model.meta_graphs
+            for f in graph.graph_def.library.function
+            if f.attr["_XlaMustCompile"].b]
+
+
+def test_xla_export_compiles_the_towers_and_matches_the_model(exported, tmp_path):
+    model, tokenizer, default_path, pixels, token_ids, _ = exported
+    assert xla_marked_functions(default_path) == []  # the default runs on any TF Serving
+    path = export_saved_model(model, tokenizer, str(tmp_path / "xla"), jit_compile=True)
+    marked = xla_marked_functions(path)
+    assert any("encode_image" in name for name in marked), marked
+    assert any("encode_text" in name for name in marked), marked
+    op_audit.audit(os.path.join(path, "saved_model.pb"))
+    loaded = tf.saved_model.load(path)
+    for signature, inputs, expected in (
+            ("embed_pixels", pixels, model.encode_image(pixels)),
+            ("embed_token_ids", token_ids, model.encode_text(token_ids))):
+        function = loaded.signatures[signature]
+        name = next(iter(function.structured_input_signature[1]))
+        # XLA fuses and reorders float32 arithmetic: within 1e-5 of the model.
+        np.testing.assert_allclose(function(**{name: tf.constant(inputs)})["embeddings"],
+                                   to_numpy(expected), atol=1e-5, err_msg=signature)
+
+
 def test_versions_are_never_overwritten(exported, tmp_path):
     path = exported[2]
     directory = os.path.dirname(path)
@@ -156,7 +187,9 @@ def test_cli_export_writes_the_next_version(tmp_path, capsys):
     assert cli.main(arguments) == 0
     assert cli.main(arguments[:2] + [os.path.join(preset, "model.keras")] + arguments[3:] + [
         "--vocabulary", os.path.join(preset, "vocab.json"),
-        "--merges", os.path.join(preset, "merges.txt")]) == 0
+        "--merges", os.path.join(preset, "merges.txt"), "--xla"]) == 0
     assert sorted(os.listdir(tmp_path / "served")) == ["1", "2"]
+    assert not xla_marked_functions(str(tmp_path / "served" / "1"))
+    assert xla_marked_functions(str(tmp_path / "served" / "2"))
     assert cli.main(arguments[:4] + [preset] + arguments[5:]) == 2
     assert "not a TF Serving model directory" in capsys.readouterr().err

@@ -61,6 +61,8 @@ def test_heads_first_layout_for_export_matches_the_default(causal, dtype, monkey
     with pytest.raises(RuntimeError), heads_first_attention():
         raise RuntimeError
     layer(x)  # after the context, even one left by an error: the default path
+    with heads_first_attention(False):  # an XLA-compiled export keeps the default
+        layer(x)
     assert calls == [1]
 
 
