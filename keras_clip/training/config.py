@@ -24,8 +24,9 @@ class TrainConfig:
             from (fine-tuning; its weights are the WiSE-FT starting point).
         architecture: a custom model instead of a preset, as preset data:
             `{"image": [class_name, {args}], "text": [class_name, {args}]}`.
-        remat: recompute each transformer/residual block's activations in
-            the backward pass (gradient checkpointing) to save memory.
+        remat: recompute each transformer block's activations in the
+            backward pass (gradient checkpointing) to save memory; a
+            ModifiedResNet's batch-normed bottlenecks are not recomputed.
     Data (keras_clip TFRecords, see `make_dataset`):
         train_data: glob of training shards (required).
         validation_data: optional glob of evaluation shards.

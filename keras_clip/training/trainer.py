@@ -18,10 +18,11 @@ from keras_clip.training.config import TrainConfig
 from keras_clip.training.distribution import select_distribution
 from keras_clip.training.training_state_logger import TrainingStateLogger
 
-# Rematerialised layers: the residual blocks of every tower, by their names.
-REMAT_LAYERS = [f"block_{i}" for i in range(128)] + [
-    f"stage{stage}_block{block}" for stage in range(1, 5) for block in range(64)
-]
+# Rematerialised layers: the transformer blocks of every tower, by their
+# names. Not the ModifiedResNet's bottlenecks: their batch norms update
+# moving statistics in the forward pass, which recomputation would repeat,
+# and TensorFlow's graph-mode recompute_grad cannot pass them `training`.
+REMAT_LAYERS = [f"block_{i}" for i in range(128)]
 
 
 @dataclasses.dataclass

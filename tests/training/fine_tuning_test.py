@@ -106,6 +106,24 @@ def test_bf16_training_lowers_the_loss_and_keeps_float32_variables():
     assert keras.backend.standardize_dtype(outputs["image_embeddings"].dtype) == "float32"
 
 
+def test_remat_trains_a_resnet_recomputing_only_its_text_blocks(data, tmp_path):
+    # Batch-normed bottlenecks are not rematerialised: recomputation would
+    # repeat their statistics updates, and on TensorFlow's graph executor
+    # (what the trainer runs on a CPU) recompute_grad cannot pass `training`.
+    result = train({
+        "preset": "tiny-resnet", "train_data": data, "tokenizer": None, "batch_size": 8,
+        "steps": 2, "warmup_steps": 1, "remat": True, "output_dir": str(tmp_path),
+        "verbose": 0})
+    model = result.model
+    text_block = model.text_encoder.blocks[0]
+    assert text_block.name in text_block._remat_mode.layer_names
+    bottleneck = model.image_encoder.stages[0][0]
+    assert bottleneck.name not in bottleneck._remat_mode.layer_names
+    assert np.isfinite(result.history["loss"]).all()
+    moved = to_numpy(bottleneck.bn1.moving_mean)  # starts at zeros: moved by training
+    assert np.abs(moved).max() > 0
+
+
 def test_train_with_bf16_and_remat_matches_bf16_without_remat(data, tmp_path):
     runs = {}
     for remat in (False, True):
