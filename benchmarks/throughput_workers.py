@@ -112,12 +112,9 @@ def keras_train(job):
 
     if keras.backend.backend() == "torch":
         torch_device()
-    if job.get("remat"):  # as `keras-clip train --set remat=true` builds the model
-        from keras_clip.training.trainer import REMAT_LAYERS
+    from keras_clip.training.trainer import remat_scope
 
-        with keras.RematScope(mode="list_of_layers", layer_names=REMAT_LAYERS):
-            model = keras_model(CONFIGS[job["config"]], job["precision"])
-    else:
+    with remat_scope(job.get("remat", False)):  # as `keras-clip train` builds it
         model = keras_model(CONFIGS[job["config"]], job["precision"])
     model.compile(optimizer=keras.optimizers.AdamW(1e-5), jit_compile=job["jit"])
     images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])

@@ -154,11 +154,14 @@ def training_table(results):
     for r in train:
         if r["worker"] != "keras_train":
             continue
-        baseline, compiled = (next((
-            o for o in train if o["worker"] == "open_clip_train" and o["config"] == r["config"]
-            and o["batch"] == r["batch"] and o["precision"] == r["precision"]
-            and o.get("compile", False) == compile), None)
-            for compile in (False, True))
+
+        def open_clip(compiled):  # OpenCLIP's result for r's work, eager or compiled
+            return next((o for o in train if o["worker"] == "open_clip_train"
+                         and (o["config"], o["batch"], o["precision"])
+                         == (r["config"], r["batch"], r["precision"])
+                         and o.get("compile", False) == compiled), None)
+
+        baseline, compiled = open_clip(False), open_clip(True)
 
         def utilisation(result, framework):
             ceiling = ceilings.get(framework, {}).get(result["precision"])

@@ -124,7 +124,7 @@ def _total_steps(config):
 
 def _build_model(config, resumed, total_steps):
     """The model to train (compiled), and the one it started from (WiSE-FT)."""
-    with _remat_scope(config):
+    with remat_scope(config.remat):
         if resumed:
             # Weights, optimizer state and the step counter, as saved.
             model = keras.saving.load_model(resumed[1])
@@ -156,8 +156,9 @@ def _new_model(config):
     return CLIPModel.from_preset(config.preset, dtype=config.precision)
 
 
-def _remat_scope(config):
-    if not config.remat:
+def remat_scope(remat):
+    """Where models built inside recompute `REMAT_LAYERS` in the backward pass."""
+    if not remat:
         return contextlib.nullcontext()
     return keras.RematScope(mode="list_of_layers", layer_names=REMAT_LAYERS)
 
