@@ -24,9 +24,11 @@ from keras_clip.data.dataset import make_dataset
 from keras_clip.data.synthetic_pairs import write_synthetic_tfrecords
 from keras_clip.training.clip_adamw import CLIPAdamW
 from keras_clip.training.recipe import learning_rate_schedule
+from keras_clip.training.xla_flags import use_low_memory_cpu_schedule
 
 
 def main():
+    use_low_memory_cpu_schedule()  # less memory for XLA on CPUs; before any compile
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="glob of training shards")
     parser.add_argument("--preset", default="tiny-vit")

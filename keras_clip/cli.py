@@ -8,6 +8,7 @@ import os
 import sys
 
 from keras_clip.demo import run_demo
+from keras_clip.training.xla_flags import use_low_memory_cpu_schedule
 
 DEMO_EXAMPLE = """example:
   keras-clip demo                      # TensorFlow backend, about 3 minutes on 2 cores
@@ -330,6 +331,7 @@ def _convert(args):
 
 
 def main(argv=None):
+    use_low_memory_cpu_schedule()  # before this process's first XLA compile
     parser = argparse.ArgumentParser(
         prog="keras-clip",
         description="Train, evaluate and serve CLIP models with Keras 3.",

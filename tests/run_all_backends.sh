@@ -4,6 +4,12 @@
 set -u
 cd "$(dirname "$0")/.."
 failed=()
+# One JAX compilation cache for this run: the many tests (and their child
+# processes) that train the same tiny models compile each program once. A
+# fresh directory each run, so nothing carries over between runs.
+jax_cache=$(mktemp -d)
+trap 'rm -rf "${jax_cache}"' EXIT
+export JAX_COMPILATION_CACHE_DIR="${jax_cache}" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
   KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider --durations=15 "$@" \
