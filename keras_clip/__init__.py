@@ -7,10 +7,11 @@ finds them. Choose the backend with the
 """
 
 from keras_clip.models.clip_model import CLIPModel
+from keras_clip.models.loading import load_model
 from keras_clip.training.clip_adamw import CLIPAdamW
 
 __version__ = "0.1.0"
-__all__ = ["CLIPAdamW", "CLIPModel", "CLIPTokenizer"]
+__all__ = ["CLIPAdamW", "CLIPModel", "CLIPTokenizer", "load_model"]
 
 
 def __getattr__(name):

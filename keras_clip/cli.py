@@ -6,6 +6,7 @@ The Keras backend is chosen by `KERAS_BACKEND` (TensorFlow by default).
 import argparse
 import os
 import sys
+import zipfile
 
 from keras_clip.demo import run_demo
 from keras_clip.training.xla_flags import use_low_memory_cpu_schedule
@@ -18,9 +19,34 @@ DEMO_EXAMPLE = """example:
 
 def _add_command(subparsers, name, example, **texts):
     """A subcommand whose --help ends with its example (kept as written)."""
-    return subparsers.add_parser(
+    parser = subparsers.add_parser(
         name, epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter, **texts
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    return parser
+
+
+def _at_least(minimum, kind=int):
+    """An argparse type: a number of `kind` that is at least `minimum`."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def _positive_float(text):
+    value = _at_least(0.0, float)(text)
+    if value == 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def _demo_parser(subparsers):
@@ -36,9 +62,9 @@ def _demo_parser(subparsers):
         ),
     )
     parser.add_argument("--output-dir", default="keras_clip_demo")
-    parser.add_argument("--train-pairs", type=int, default=4000)
-    parser.add_argument("--steps", type=int, default=800, help="training steps")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--train-pairs", type=_at_least(1), default=4000)
+    parser.add_argument("--steps", type=_at_least(1), default=800, help="training steps")
+    parser.add_argument("--batch-size", type=_at_least(1), default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
     parser.add_argument("--export-dir", default="saved_models/demo",
@@ -70,14 +96,14 @@ def _make_tfrecords_parser(subparsers):
     parser.add_argument("--images", help="folder the table's paths are relative to "
                         "(default: the table's folder)")
     parser.add_argument("--output", required=True, help="path prefix of the shards")
-    parser.add_argument("--shard-size-mb", type=float, default=100)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--max-shorter-side", type=int, default=512,
-                        help="downscale larger images to this shorter side")
+    parser.add_argument("--shard-size-mb", type=_positive_float, default=100)
+    parser.add_argument("--workers", type=_at_least(1), default=4)
+    parser.add_argument("--max-shorter-side", type=_at_least(0), default=512,
+                        help="downscale larger images to this shorter side (0: never)")
     parser.add_argument("--tokenize", metavar="MERGES",
                         help="also store token ids: 'openai' (merges file from an "
                         "installed package) or the path of a merges file")
-    parser.add_argument("--context-length", type=int, default=77)
+    parser.add_argument("--context-length", type=_at_least(2), default=77)
     return parser
 
 
@@ -89,11 +115,13 @@ def _make_tfrecords(args):
     from keras_clip.data.tfrecord_writer import write_tfrecords
 
     if args.table:
+        if not os.path.isfile(args.table):
+            raise FileNotFoundError(f"No caption table at {args.table!r}.")
         pairs = caption_sources.read_caption_table(args.table, args.images)
     else:
-        tars = sorted(glob.glob(args.webdataset))
+        tars = sorted(path for path in glob.glob(args.webdataset) if os.path.isfile(path))
         if not tars:
-            raise SystemExit(f"keras-clip: no tar shards match {args.webdataset!r}")
+            raise FileNotFoundError(f"No tar shards match {args.webdataset!r}.")
         pairs = caption_sources.read_webdataset(tars)
     tokenizer = None
     if args.tokenize:
@@ -138,12 +166,8 @@ def _train_parser(subparsers):
 def _train(args):
     from keras_clip.training import load_config, train
 
-    try:
-        config = load_config(args.config, args.set)
-        config.check_data()
-    except (ValueError, OSError) as error:
-        print(f"keras-clip train: {error}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, args.set)
+    config.check_data()
     result = train(config)
     print(f"Trained {result.steps} steps ({result.distribution}, {result.replicas} "
           f"replica(s)); model saved to {result.model_path}")
@@ -180,7 +204,7 @@ def _evaluate_parser(subparsers):
     parser.add_argument("--folder", help="class folder for zero-shot classification")
     parser.add_argument("--captions", help="glob of caption TFRecords for retrieval")
     _model_and_tokenizer_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=_at_least(1), default=64)
     parser.add_argument("--json", help="write the report here")
     return parser
 
@@ -191,14 +215,10 @@ def _evaluate(args):
     from keras_clip.evaluation.evaluate import evaluate
     from keras_clip.evaluation.zero_shot import TEMPLATES
 
-    try:
-        model, tokenizer = _load_model_and_tokenizer(args)
-        templates = _lines(args.templates) if args.templates else TEMPLATES
-        report = evaluate(model, tokenizer, folder=args.folder, captions=args.captions,
-                          templates=templates, batch_size=args.batch_size)
-    except (ValueError, OSError) as error:
-        print(f"keras-clip evaluate: {error}", file=sys.stderr)
-        return 2
+    model, tokenizer = _load_model_and_tokenizer(args)
+    templates = _lines(args.templates) if args.templates else TEMPLATES
+    report = evaluate(model, tokenizer, folder=args.folder, captions=args.captions,
+                      templates=templates, batch_size=args.batch_size)
     for section, values in report.items():
         print(section)
         for key, value in values.items():
@@ -231,7 +251,8 @@ def _export_parser(subparsers):
         description="Exports a saved CLIP model with preprocessing and tokenizer inside.",
     )
     parser.add_argument("--output", required=True, help="TF Serving model directory")
-    parser.add_argument("--version", type=int, help="default: the next free integer")
+    parser.add_argument("--version", type=_at_least(0),
+                        help="default: the next free integer")
     parser.add_argument("--classes", help="text file, one class name per line (adds classify)")
     parser.add_argument("--xla", action="store_true",
                         help="compile the towers with XLA: faster on CPUs; TF Serving then "
@@ -246,17 +267,12 @@ def _lines(path):
 
 
 def _load_model_and_tokenizer(args):
-    import keras
-
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
-    from keras_clip.models.clip_model import CLIPModel
+    from keras_clip.models.loading import load_model
 
-    if os.path.isdir(args.model):  # a preset directory holds its tokenizer
-        model = CLIPModel.from_preset(args.model)
-        if not args.vocabulary and not args.merges:
-            return model, CLIPTokenizer.from_preset(args.model)
-    else:
-        model = keras.saving.load_model(args.model)
+    model = load_model(args.model, compile=False)
+    if os.path.isdir(args.model) and not args.vocabulary and not args.merges:
+        return model, CLIPTokenizer.from_preset(args.model)  # it holds its tokenizer
     length = model.context_length
     if args.vocabulary:
         return model, CLIPTokenizer.from_hf(args.vocabulary, args.merges, context_length=length)
@@ -267,16 +283,12 @@ def _export(args):
     from keras_clip.evaluation.zero_shot import TEMPLATES
     from keras_clip.export import export_saved_model
 
-    try:
-        model, tokenizer = _load_model_and_tokenizer(args)
-        path = export_saved_model(
-            model, tokenizer, args.output, version=args.version,
-            class_names=_lines(args.classes) if args.classes else None,
-            templates=_lines(args.templates) if args.templates else TEMPLATES,
-            jit_compile=args.xla)
-    except (ValueError, OSError) as error:
-        print(f"keras-clip export: {error}", file=sys.stderr)
-        return 2
+    model, tokenizer = _load_model_and_tokenizer(args)
+    path = export_saved_model(
+        model, tokenizer, args.output, version=args.version,
+        class_names=_lines(args.classes) if args.classes else None,
+        templates=_lines(args.templates) if args.templates else TEMPLATES,
+        jit_compile=args.xla)
     print(f"exported {path}")
     return 0
 
@@ -308,7 +320,7 @@ def _convert_parser(subparsers):
     parser.add_argument("--activation", choices=("quick_gelu", "gelu"),
                         help="with --preset: quick_gelu for OpenAI weights and "
                              "OpenCLIP '-quickgelu' models, gelu for other OpenCLIP ones")
-    parser.add_argument("--image-size", type=int,
+    parser.add_argument("--image-size", type=_at_least(1),
                         help="build the image tower at this size (positions interpolated)")
     parser.add_argument("--bpe", help="OpenAI's bpe_simple_vocab_16e6.txt.gz, if no "
                                       "installed package ships it")
@@ -317,48 +329,76 @@ def _convert_parser(subparsers):
 def _convert(args):
     from keras_clip.convert import convert_checkpoint, save_converted
 
-    try:
-        converted = convert_checkpoint(
-            args.source_format, args.source, preset=args.preset, config=args.config,
-            activation=args.activation, image_size=args.image_size,
-            vocabulary_path=args.bpe)
-        path = save_converted(*converted, args.out)
-    except (ValueError, OSError) as error:
-        print(f"keras-clip convert: {error}", file=sys.stderr)
-        return 2
+    converted = convert_checkpoint(
+        args.source_format, args.source, preset=args.preset, config=args.config,
+        activation=args.activation, image_size=args.image_size,
+        vocabulary_path=args.bpe)
+    path = save_converted(*converted, args.out)
     print(f"converted {args.source} → {path}")
     return 0
 
 
+def _demo(args):
+    run_demo(output_dir=args.output_dir, train_pairs=args.train_pairs,
+             steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+             plots=not args.no_plots, export_dir=args.export_dir)
+    return 0
+
+
+COMMANDS = {
+    "demo": (_demo_parser, _demo),
+    "make-tfrecords": (_make_tfrecords_parser, _make_tfrecords),
+    "train": (_train_parser, _train),
+    "evaluate": (_evaluate_parser, _evaluate),
+    "export": (_export_parser, _export),
+    "convert": (_convert_parser, _convert),
+}
+
+
+def _user_errors():
+    """Exceptions that report a user's mistake or bad input, not a bug."""
+    errors = [ValueError, OSError, EOFError, zipfile.BadZipFile]
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is not None:  # bad data met inside a TensorFlow op
+        errors.append(tensorflow.errors.OpError)
+    return tuple(errors)
+
+
+def _message(error):
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    if isinstance(error, KeyError):
+        text = f"missing {text}"
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    # TensorFlow appends the graph's op trace: the first lines say what went wrong.
+    return " ".join(lines[:1] if "tensorflow" in type(error).__module__ else lines)
+
+
 def main(argv=None):
+    """Runs `keras-clip ARGV`; returns the exit status.
+
+    A user's mistake or bad input (a missing file, a bad value, a damaged
+    file) prints one line `keras-clip COMMAND: what is wrong` and returns 2;
+    `--debug` shows the traceback instead.
+    """
     use_low_memory_cpu_schedule()  # before this process's first XLA compile
     parser = argparse.ArgumentParser(
         prog="keras-clip",
         description="Train, evaluate and serve CLIP models with Keras 3.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    _demo_parser(subparsers)
-    _make_tfrecords_parser(subparsers)
-    _train_parser(subparsers)
-    _evaluate_parser(subparsers)
-    _export_parser(subparsers)
-    _convert_parser(subparsers)
+    for add_parser, _ in COMMANDS.values():
+        add_parser(subparsers)
     args = parser.parse_args(argv)
-    if args.command == "convert":
-        return _convert(args)
-    if args.command == "export":
-        return _export(args)
-    if args.command == "evaluate":
-        return _evaluate(args)
-    if args.command == "train":
-        return _train(args)
-    if args.command == "make-tfrecords":
-        return _make_tfrecords(args)
-    if args.command == "demo":
-        run_demo(output_dir=args.output_dir, train_pairs=args.train_pairs,
-                 steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                 plots=not args.no_plots, export_dir=args.export_dir)
-    return 0
+    try:
+        return COMMANDS[args.command][1](args)
+    except KeyboardInterrupt:
+        print(f"keras-clip {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as error:
+        if args.debug:
+            raise
+        print(f"keras-clip {args.command}: {_message(error)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -63,25 +63,50 @@ def read_safetensors(path):
         try:
             header = json.loads(file.read(header_size))
         except ValueError as error:
-            raise CheckpointError(f"{path}: unreadable safetensors header ({error}).")
+            raise CheckpointError(f"{path}: unreadable safetensors header ({error}).") from None
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{path}: its safetensors header is a JSON "
+                                  f"{type(header).__name__}, not an object of weights.")
         data = file.read()
     header.pop("__metadata__", None)
     weights = {}
     for name, entry in header.items():
-        start, end = entry["data_offsets"]
+        start, end, shape = _safetensors_entry(entry, name, path)
         if end > len(data):
             raise CheckpointError(
                 f"{path}: weight {name!r} ends at byte {end} of a {len(data)}-byte "
                 f"data section; the file is truncated."
             )
         dtype = _safetensors_dtype(entry["dtype"], name, path)
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if end - start != size:
+            raise CheckpointError(
+                f"{path}: weight {name!r} of shape {shape} needs {size} bytes, but its "
+                f"offsets span {end - start}.")
         # A view of the file's bytes, not a copy: full-size models are GBs.
         array = np.frombuffer(memoryview(data)[start:end], dtype=dtype)
-        array = array.reshape(entry["shape"])
+        array = array.reshape(shape)
         if entry["dtype"] in ("BF16", "F16", "F64"):
             array = array.astype(np.float32)
         weights[name] = array
     return weights
+
+
+def _safetensors_entry(entry, name, path):
+    """`(start, end, shape)` of a header entry, or a `CheckpointError`."""
+    try:
+        start, end = (int(offset) for offset in entry["data_offsets"])
+        shape = [int(side) for side in entry["shape"]]
+        if not isinstance(entry["dtype"], str):
+            raise TypeError
+    except (TypeError, KeyError, ValueError):
+        raise CheckpointError(
+            f"{path}: weight {name!r} has no valid dtype, shape and data_offsets in the "
+            f"safetensors header.") from None
+    if not 0 <= start <= end or min(shape, default=0) < 0:
+        raise CheckpointError(f"{path}: weight {name!r} has offsets {start}..{end} and "
+                              f"shape {shape}, which no tensor has.")
+    return start, end, shape
 
 
 def _safetensors_dtype(code, name, path):
@@ -103,7 +128,13 @@ def read_torch_file(path):
             f"pip install 'keras-clip[convert]'. Safetensors files need no torch."
         ) from None
     if _is_torchscript(path):
-        module = torch.jit.load(path, map_location="cpu")
+        try:
+            module = torch.jit.load(path, map_location="cpu")
+        except Exception as error:  # torch raises RuntimeError with C++ context
+            raise CheckpointError(
+                f"{path} looks like a TorchScript archive but does not load "
+                f"({str(error).strip().splitlines()[0] if str(error).strip() else error!r})."
+            ) from None
         return _to_numpy(module.state_dict())
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -126,8 +157,12 @@ def read_torch_file(path):
 def _is_torchscript(path):
     if not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist())
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"{path} is a damaged zip archive ({error}).") from None
+    return any(name.split("/", 1)[-1].startswith("code/") for name in names)
 
 
 def _to_numpy(state_dict):

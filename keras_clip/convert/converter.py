@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 import warnings
 
 import numpy as np
@@ -153,7 +154,12 @@ def _from_hf_directory(directory):
     config = _read_json(os.path.join(directory, "config.json"))
     vocabulary = _read_json(os.path.join(directory, "vocab.json"))
     end_of_text_id = vocabulary.get("<|endoftext|>", architectures.END_OF_TEXT_ID)
-    architecture = architectures.hf_architecture(config, end_of_text_id)
+    try:
+        architecture = architectures.hf_architecture(config, end_of_text_id)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ConversionError(
+            f"{os.path.join(directory, 'config.json')} is not a CLIP config this "
+            f"converter reads ({type(error).__name__}: {error}).") from None
     preprocessor_path = os.path.join(directory, "preprocessor_config.json")
     preprocessor = _read_json(preprocessor_path) if os.path.exists(preprocessor_path) else None
     preprocessing = architectures.hf_preprocessing(preprocessor, architecture)
@@ -181,7 +187,13 @@ def _read_json(path):
     if not os.path.exists(path):
         raise CheckpointError(f"Missing {path}.")
     with open(path, encoding="utf-8") as file:
-        return json.load(file)
+        try:
+            value = json.load(file)
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise CheckpointError(f"{path} is not valid JSON ({error}).") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(value).__name__}, not an object.")
+    return value
 
 
 def _warn_on_other_constants(preprocessing):
@@ -200,14 +212,30 @@ def save_converted(model, tokenizer, preprocessing, destination):
     """Writes a `.keras` file, or a preset directory for `from_preset`.
 
     A directory gets `model.keras`, the tokenizer's `vocab.json` and
-    `merges.txt`, and `preprocessing.json`.
+    `merges.txt`, and `preprocessing.json`. Everything is written under a
+    temporary name beside the destination and moved there when complete,
+    so a conversion that fails part-way leaves nothing half-written. An
+    existing destination is refused, never overwritten.
     """
-    if destination.endswith(".keras"):
-        model.save(destination)
-        return destination
-    os.makedirs(destination, exist_ok=True)
-    model.save(os.path.join(destination, MODEL_FILE))
-    tokenizer.save_vocabulary(destination)
-    with open(os.path.join(destination, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
-        json.dump(preprocessing, file, indent=2)
+    destination = destination.rstrip("/") or destination
+    if os.path.isdir(destination) and not os.listdir(destination):
+        os.rmdir(destination)  # an empty folder made for it
+    if os.path.exists(destination):
+        raise FileExistsError(f"{destination!r} exists; not overwriting it (choose another "
+                              "--out, or remove it first).")
+    parent = os.path.dirname(os.path.abspath(destination))
+    os.makedirs(parent, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent, prefix=".converting-") as scratch:
+        if destination.endswith(".keras"):
+            partial = os.path.join(scratch, MODEL_FILE)
+            model.save(partial)
+        else:
+            partial = os.path.join(scratch, "preset")
+            os.makedirs(partial)
+            model.save(os.path.join(partial, MODEL_FILE))
+            tokenizer.save_vocabulary(partial)
+            with open(os.path.join(partial, PREPROCESSING_FILE), "w",
+                      encoding="utf-8") as file:
+                json.dump(preprocessing, file, indent=2)
+        os.replace(partial, destination)
     return destination

@@ -11,6 +11,11 @@ import os
 import posixpath
 import tarfile
 
+# A caption table's field may hold this much (the csv module's default
+# limit is 128 KiB, less than a long caption; captions are cut later).
+MAX_FIELD_BYTES = 16 * 2**20
+# A tar member larger than this is skipped, not read into memory.
+MAX_MEMBER_BYTES = 256 * 2**20
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 RawPair = collections.namedtuple(
@@ -31,62 +36,169 @@ def read_caption_table(table_path, image_root=None):
 
     Rows naming the same file are one pair with several captions (as in
     COCO). `filepath` is relative to `image_root` (default: the table's
-    folder) and may not leave it.
+    folder) and may not leave it. A missing column is an error (the table
+    is not a caption table); a bad row (too few fields, a non-text value,
+    broken JSON) is a counted skip, and a caption that is not UTF-8 is
+    skipped later with that reason. A UTF-8 byte-order mark is fine.
     """
     image_root = image_root or os.path.dirname(os.path.abspath(table_path))
     captions = collections.OrderedDict()
-    for row in _table_rows(table_path):
+    for number, row, problem in _table_rows(table_path):
+        if problem:
+            yield RawPair(f"row {number}", table_path, None, [], problem)
+            continue
         captions.setdefault(row["filepath"], []).append(row["caption"])
     for filepath, texts in captions.items():
-        encoded = [text.encode("utf-8") for text in texts]
+        # Undecodable bytes were kept as surrogates: back to the file's bytes.
+        encoded = [text.encode("utf-8", "surrogateescape") for text in texts]
         if _is_unsafe(filepath):
             yield RawPair(filepath, table_path, None, encoded, "path outside the image folder")
             continue
         try:
             with open(os.path.join(image_root, filepath), "rb") as file:
                 image = file.read()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the path
             yield RawPair(filepath, table_path, None, encoded, "image file missing")
             continue
         yield RawPair(filepath, table_path, image, encoded, None)
 
 
 def _table_rows(table_path):
-    with open(table_path, encoding="utf-8", newline="") as file:
+    """`(row number, {"filepath", "caption"} or None, problem or None)` per row."""
+    # surrogateescape: a stray latin-1 byte is one row's problem, not the table's.
+    with open(table_path, encoding="utf-8-sig", errors="surrogateescape", newline="") as file:
         if table_path.endswith(".jsonl"):
-            rows = (json.loads(line) for line in file if line.strip())
+            rows = _json_rows(table_path, file)
         else:
-            delimiter = "\t" if table_path.endswith((".tsv", ".tab")) else ","
-            rows = csv.DictReader(file, delimiter=delimiter)
-        for number, row in enumerate(rows, start=1):
-            if "filepath" not in row or "caption" not in row:
-                raise ValueError(
-                    f"{table_path}: row {number} lacks a 'filepath' or 'caption' "
-                    f"column (it has {sorted(row)})."
-                )
-            yield row
+            rows = _csv_rows(table_path, file)
+        for number, row in rows:
+            if isinstance(row, str):
+                yield number, None, row
+                continue
+            problem = next((f"row has no {key}" for key in ("filepath", "caption")
+                            if row.get(key) is None), None)
+            problem = problem or next(
+                (f"{key} is not text" for key in ("filepath", "caption")
+                 if not isinstance(row[key], str)), None)
+            if not problem and not row["filepath"].strip():
+                problem = "row has no filepath"
+            yield number, None if problem else row, problem
 
+
+def _csv_rows(table_path, file):
+    delimiter = "\t" if table_path.endswith((".tsv", ".tab")) else ","
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    reader = csv.DictReader(file, delimiter=delimiter)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as error:
+        raise ValueError(f"{table_path}: unreadable header ({error}).") from None
+    _check_columns(table_path, header, "header")
+    number = 0
+    while True:
+        number += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # e.g. a field over MAX_FIELD_BYTES
+            raise ValueError(f"{table_path}: row {number}: {error}.") from None
+        if None in row:  # more fields than the header has columns: ignored
+            del row[None]
+        yield number, row
+
+
+def _json_rows(table_path, file):
+    checked = False
+    for number, line in enumerate(file, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            yield number, "row is not valid JSON"
+            continue
+        if not isinstance(row, dict):
+            yield number, "row is not a JSON object"
+            continue
+        if not checked:  # the first object says which columns the table has
+            _check_columns(table_path, list(row), "first row")
+            checked = True
+        yield number, row
+
+
+def _check_columns(table_path, columns, where):
+    missing = [key for key in ("filepath", "caption") if key not in columns]
+    if missing:
+        raise ValueError(
+            f"{table_path}: the {where} lacks a {' and a '.join(map(repr, missing))} "
+            f"column (it has {sorted(map(str, columns))}); a caption table needs "
+            f"'filepath' and 'caption'."
+        )
 
 def read_webdataset(tar_paths):
     """Pairs from WebDataset/img2dataset tars: `KEY.jpg` beside `KEY.txt`.
 
-    Members are read, never extracted; a member whose path is absolute or
-    climbs out of the archive (`../x`) is rejected and reported.
+    Members are read, never extracted, one sample at a time (a sample's
+    files are adjacent, as WebDataset writes them), so memory holds one
+    sample. A member whose path is absolute or climbs out of the archive
+    (`../x`) is rejected and reported; a key seen again later in the same
+    tar, or a file repeated within a sample, is a counted skip (the first
+    copy is kept). A tar that is not a tar, or is cut or damaged part-way,
+    loses only what follows the damage: the samples before it are
+    delivered and the damage is counted.
     """
     for tar_path in tar_paths:
-        members = collections.OrderedDict()
-        with tarfile.open(tar_path) as archive:
+        yield from _tar_pairs(tar_path)
+
+
+def _tar_pairs(tar_path):
+    seen, key, files = set(), None, None  # files: the current sample's, by extension
+    try:
+        archive = tarfile.open(tar_path)
+    except (tarfile.TarError, OSError, EOFError):
+        yield RawPair(tar_path, tar_path, None, [], "unreadable tar file")
+        return
+    with archive:
+        try:
             for member in archive:
                 if not member.isfile():
                     continue
                 if _is_unsafe(member.name):
                     yield RawPair(member.name, tar_path, None, [], "path outside the archive")
                     continue
-                key, extension = posixpath.splitext(member.name)
+                if member.size > MAX_MEMBER_BYTES:
+                    yield RawPair(member.name, tar_path, None, [],
+                                  f"tar member over {MAX_MEMBER_BYTES // 2**20} MiB")
+                    continue
+                member_key, extension = posixpath.splitext(member.name)
+                if member_key != key:
+                    if files is not None:
+                        yield _webdataset_pair(key, tar_path, files)
+                    key, files = member_key, {}
+                    if key in seen:
+                        yield RawPair(key, tar_path, None, [], "duplicate key in the tar")
+                        files = None  # the rest of this sample is skipped with it
+                    seen.add(key)
+                if files is None:
+                    continue
                 data = archive.extractfile(member).read()
-                members.setdefault(key, {})[extension.lower()] = data
-        for key, files in members.items():
-            yield _webdataset_pair(key, tar_path, files)
+                if extension.lower() in files:
+                    yield RawPair(member.name, tar_path, None, [],
+                                  "duplicate file in a sample")
+                    continue
+                files[extension.lower()] = data
+        except (tarfile.TarError, OSError, EOFError):
+            # The sample being read is kept only if it is whole already.
+            pair = None if files is None else _webdataset_pair(key, tar_path, files)
+            if pair is not None and pair.problem:
+                pair = RawPair(key, tar_path, None, [], "sample cut off by tar damage")
+            if pair is not None:
+                yield pair
+            yield RawPair(tar_path, tar_path, None, [], "tar cut short or damaged")
+            return
+    if files is not None:
+        yield _webdataset_pair(key, tar_path, files)
 
 
 def _webdataset_pair(key, tar_path, files):

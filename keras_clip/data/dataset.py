@@ -1,16 +1,25 @@
-"""`make_dataset`: TFRecords → batches of `{"images", "token_ids"}` for `fit`."""
+"""`make_dataset`: TFRecords → batches of `{"images", "token_ids"}` for `fit`.
 
-import glob
+The pipeline is a chain of named stages, each testable on its own:
+`record_stream` (files → shuffled records of every pass), `check_first_records`
+(the schema, at once), `decode_examples` (records → images and captions or
+ids, bad ones skipped and counted), `batch_examples` (batches, tokenized and
+trimmed), and `check_delivers` (a pass that delivers nothing raises instead
+of looping forever).
+"""
+
 import json
-import os
 import random
+import warnings
 
 import tensorflow as tf
 
-from keras_clip.data import image_ops, tfrecord_schema
+from keras_clip.data import image_ops, record_reader, tfrecord_schema
 
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
+# Files named in an error message before "and N more".
+NAMED_FILES = 3
 
 
 class DatasetStats:
@@ -19,12 +28,15 @@ class DatasetStats:
     The counters are TensorFlow variables updated inside the pipeline, so
     they can be read during iteration and are exact once it is exhausted.
     `expected` comes from the shards' sidecar files (None without them).
+    `damage` counts the damaged regions skipped inside shards (a CRC error,
+    a cut), each of which loses one record or more.
     """
 
     def __init__(self, expected=None):
         self.expected = expected
         self.records_read = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.examples_delivered = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.damage = record_reader.DamageCounter()
 
     def as_dict(self):
         read = int(self.records_read.numpy())
@@ -38,41 +50,77 @@ class DatasetStats:
             "records_unreadable": None if self.expected is None else self.expected - read,
         }
 
+    def summary(self):
+        """One line for a log: what was delivered, skipped and lost."""
+        counts = self.as_dict()
+        line = (f"{counts['examples_delivered']} examples delivered of "
+                f"{counts['records_read']} records read; {counts['examples_skipped']} "
+                f"skipped (undecodable image, or no usable caption or ids)")
+        if self.damage.regions:
+            line += (f"; {self.damage.regions} damaged region(s) skipped in "
+                     f"{_name_files(sorted(self.damage.files))}")
+        if counts["records_unreadable"]:
+            line += f"; {counts['records_unreadable']} record(s) unreadable"
+        return line
+
 
 def list_shards(file_pattern):
-    """The sorted files matching a glob, or a clear error when none do."""
+    """The sorted files matching a glob (or globs), or a clear error when none do.
+
+    Directories and `.json` sidecars are left out; any filesystem TensorFlow
+    knows (`gs://…`) works.
+    """
     patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
-    files = sorted({f for pattern in patterns for f in glob.glob(pattern)})
-    files = [f for f in files if not f.endswith((tfrecord_schema.SIDECAR_SUFFIX,))]
+    matches = sorted({f for pattern in patterns for f in tf.io.gfile.glob(pattern)})
+    files = [f for f in matches
+             if not f.endswith(tfrecord_schema.SIDECAR_SUFFIX) and not tf.io.gfile.isdir(f)]
     if not files:
-        raise FileNotFoundError(f"No TFRecord files match {file_pattern!r}.")
+        found = f" (only {_name_files(matches)}, no file)" if matches else ""
+        raise FileNotFoundError(f"No TFRecord files match {file_pattern!r}{found}.")
     return files
 
 
 def expected_records(files):
-    """Sum of the sidecar record counts, or None if any shard lacks one."""
+    """Sum of the sidecar record counts, or None if any shard lacks one.
+
+    A sidecar that is not `{"records": N}` counts as missing, with a warning.
+    """
     total = 0
     for path in files:
         sidecar = path + tfrecord_schema.SIDECAR_SUFFIX
-        if not os.path.exists(sidecar):
+        if not tf.io.gfile.exists(sidecar):
             return None
-        with open(sidecar) as file:
-            total += json.load(file)["records"]
+        try:
+            with tf.io.gfile.GFile(sidecar) as file:
+                records = json.load(file)["records"]
+            if not isinstance(records, int) or isinstance(records, bool) or records < 0:
+                raise TypeError
+        except (ValueError, KeyError, TypeError) as error:
+            warnings.warn(f"Ignoring {sidecar}: not a keras_clip sidecar ({{\"records\": N}}; "
+                          f"{type(error).__name__}).", stacklevel=2)
+            return None
+        total += records
     return total
 
 
 def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=None,
                  shuffle_buffer=2048, seed=None, image_dtype="float32",
                  drop_remainder=True, repeat=False, skip_examples=0,
-                 deterministic=None, input_worker=None, stats=None, trim_token_ids=True):
+                 deterministic=None, input_worker=None, stats=None, trim_token_ids=True,
+                 context_length=None, max_pixels=None):
     """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
 
-    Files are sharded across input workers (auto-shard by file), read
-    interleaved, shuffled when `training`, decoded and preprocessed
-    (training: random resized crop 90–100%; evaluation: resize and centre
-    crop), tokenized (or stored `token_ids` used), batched (a static batch
-    size), trimmed to the longest caption and prefetched. Records that cannot be read or decoded are
-    skipped, never fatal, and counted in `stats`.
+    Files are read interleaved, shuffled when `training`, decoded and
+    preprocessed (training: random resized crop 90–100%; evaluation: resize
+    and centre crop), tokenized (or stored `token_ids` used), batched (a
+    static batch size), trimmed to the longest caption and prefetched.
+    Records that cannot be read or decoded are skipped, never fatal, and
+    counted in `stats`; a damaged record inside a shard loses only itself
+    (`record_reader`). Two things fail at once, before any batch: records
+    that are not keras_clip examples, or hold no `token_ids` when no
+    `tokenizer` is given (checked on the first record), and a pass over the
+    files that delivers no example at all (which would otherwise loop
+    forever with `repeat`): both raise `ValueError` naming the files and counts.
 
     With several input workers (MultiWorkerMirroredStrategy, found from
     the current strategy, or `input_worker`), every worker runs the same
@@ -114,6 +162,12 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             mostly far shorter than the context. The id width then varies
             between batches (at most 5 distinct widths for a context of 77,
             each compiled once by XLA); turn it off for one static shape.
+        context_length: int. Width of stored `token_ids` rows delivered
+            (the model's context length); rows stored at another width are
+            padded, or cut keeping their end-of-text id last. Default: the
+            first record's width.
+        max_pixels: images whose header declares more pixels are skipped
+            before decoding (default `image_ops.MAX_IMAGE_PIXELS`).
 
     Returns:
         A `tf.data.Dataset` of `{"images": (B, S, S, 3), "token_ids": (B, T)}`.
@@ -129,16 +183,41 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             "Several input workers must see the same stream: pass deterministic=True "
             "and the same seed on every worker."
         )
+    if tf.executing_eagerly():
+        context_length = check_first_records(files, tokenizer, context_length)
+    decode = _example_decoder(image_size, training, tokenizer, seed, image_dtype,
+                              context_length, max_pixels)
+    if tf.executing_eagerly():
+        check_delivers(files, decode, stats)
+    records = record_stream(files, training=training, seed=seed, repeat=repeat,
+                            deterministic=deterministic, shuffle_buffer=shuffle_buffer,
+                            damage=stats.damage)
+    records = records.enumerate().skip(skip_examples)
+    if num_workers > 1:
+        records = records.shard(num_workers, worker_index)
+    examples = decode_examples(records, decode, stats, deterministic)
+    dataset = batch_examples(examples, batch_size, tokenizer, drop_remainder,
+                             trim_token_ids, deterministic)
+    dataset.stats = stats
+    return dataset
+
+
+def record_stream(files, *, training, seed, repeat, deterministic, shuffle_buffer, damage):
+    """Files → their serialized records, pass after pass (one without `repeat`).
+
+    Shuffled with stateless ops keyed by `(seed, pass)`: the order never
+    depends on the global seed or on how many iterators were made before
+    (Keras makes and drops one under a strategy).
+    """
+    offsets = record_reader.offsets_table()
+
     def one_pass(epoch):
-        # Shuffled with stateless ops keyed by (seed, pass): the order never
-        # depends on the global seed or on how many iterators were made
-        # before (Keras makes and drops one under a strategy).
         pass_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
         paths = tf.constant(files)
         if training:
             paths = tf.random.experimental.stateless_shuffle(paths, pass_seed)
         records = tf.data.Dataset.from_tensor_slices(paths).interleave(
-            lambda path: tf.data.TFRecordDataset(path).ignore_errors(),
+            lambda path: record_reader.read_shard(path, offsets, damage),
             cycle_length=min(len(files), 16),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
@@ -152,26 +231,24 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             ).unbatch()
         return records
 
-    passes = tf.data.Dataset.range(2**62 if repeat else 1)
-    dataset = passes.flat_map(one_pass)
-    dataset = dataset.enumerate().skip(skip_examples)
-    if num_workers > 1:
-        dataset = dataset.shard(num_workers, worker_index)
+    return tf.data.Dataset.range(2**62 if repeat else 1).flat_map(one_pass)
 
-    def count_read(position, record):
-        with tf.control_dependencies([stats.records_read.assign_add(1)]):
-            return position, tf.identity(record)
 
-    dataset = dataset.map(count_read)
+def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context_length,
+                     max_pixels):
+    """`(position, record) → example`: image preprocessed, caption or ids picked."""
 
-    def prepare(position, record):
+    limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+
+    def decode(position, record):
         example = tfrecord_schema.parse_example(record)
         image_seed, caption_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.stack([tf.constant(seed, tf.int64), position]), 2))
         if training:
-            image = image_ops.preprocess_for_train(example["image"], image_size, image_seed)
+            image = image_ops.preprocess_for_train(example["image"], image_size, image_seed,
+                                                   **limit)
         else:
-            image = image_ops.preprocess_for_eval(example["image"], image_size)
+            image = image_ops.preprocess_for_eval(example["image"], image_size, **limit)
         captions = example["captions"]
         tf.debugging.assert_positive(tf.size(captions), "record has no caption")
         index = 0
@@ -183,17 +260,33 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
         if tokenizer is not None:
             # Tokenized per batch below: the BPE loop is ~7x faster on batches.
             return {"images": image, "captions": captions[index]}
-        token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index)
+        token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index,
+                                      context_length)
         return {"images": image, "token_ids": token_ids}
+
+    return decode
+
+
+def decode_examples(records, decode, stats, deterministic):
+    """`(position, record)`s → examples; undecodable ones skipped and counted."""
+
+    def count_read(position, record):
+        with tf.control_dependencies([stats.records_read.assign_add(1)]):
+            return position, tf.identity(record)
 
     def count_delivered(example):
         with tf.control_dependencies([stats.examples_delivered.assign_add(1)]):
             return {key: tf.identity(value) for key, value in example.items()}
 
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=deterministic)
-    dataset = dataset.ignore_errors().map(count_delivered)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    examples = records.map(count_read).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return examples.ignore_errors().map(count_delivered)
+
+
+def batch_examples(examples, batch_size, tokenizer, drop_remainder, trim_token_ids,
+                   deterministic):
+    """Examples → batches: tokenized per batch, trimmed, prefetched."""
+    dataset = examples.batch(batch_size, drop_remainder=drop_remainder)
     if tokenizer is not None:
         dataset = dataset.map(
             lambda batch: {"images": batch["images"],
@@ -216,9 +309,97 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.OFF
     )
-    dataset = dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
-    dataset.stats = stats
-    return dataset
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def check_first_records(files, tokenizer, context_length):
+    """Checks the schema on the first readable record; returns the ids' width.
+
+    Raises `ValueError` at once when no file holds a readable record (e.g.
+    GZIP-compressed shards, or files that are not TFRecords), when the
+    first record is no keras_clip example, or when it holds no `token_ids`
+    and no `tokenizer` is given. Returns `context_length`, or when that is
+    None and ids are stored, the first record's id width.
+    """
+    damage = record_reader.DamageCounter()
+    first = None
+    for path in files:
+        for record in record_reader.read_shard(tf.constant(path), record_reader
+                                               .offsets_table(), damage).take(1):
+            first = record
+        if first is not None:
+            break
+    if first is None:
+        raise ValueError(
+            f"No readable TFRecord in {_name_files(files)}{_compression_hint(files)}. "
+            "keras_clip reads uncompressed TFRecords written by `keras-clip "
+            "make-tfrecords`.")
+    try:
+        example = tfrecord_schema.parse_example(first)
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(
+            f"{path}: its first record is not a keras_clip example "
+            f"({_first_line(error)}); write shards with `keras-clip make-tfrecords`."
+        ) from None
+    captions = int(tf.size(example["captions"]))
+    if not captions:
+        raise ValueError(f"{path}: its first record has no caption; write shards with "
+                         "`keras-clip make-tfrecords`.")
+    if tokenizer is None:
+        ids = int(tf.size(example["token_ids"]))
+        if not ids:
+            raise ValueError(
+                f"{path}: records hold no token_ids: pass a tokenizer (TrainConfig."
+                "tokenizer, or make-tfrecords --tokenize to store ids).")
+        if ids % captions:
+            raise ValueError(f"{path}: its first record holds {ids} token ids for "
+                             f"{captions} captions, not one row per caption.")
+        context_length = context_length or ids // captions
+    return context_length
+
+
+def check_delivers(files, decode, stats):
+    """Raises `ValueError` unless one pass over `files` delivers an example.
+
+    Decodes records until the first example comes out (usually the first
+    record); only data that cannot train at all costs a whole pass.
+    """
+    probe = DatasetStats(stats.expected)
+    records = record_stream(files, training=False, seed=0, repeat=False,
+                            deterministic=True, shuffle_buffer=1, damage=probe.damage)
+    examples = decode_examples(records.enumerate(), decode, probe, deterministic=True)
+    for _ in examples.take(1):
+        return
+    first_error = ""
+    for position, record in records.enumerate().take(1):
+        try:
+            decode(position, record)
+        except (tf.errors.InvalidArgumentError, ValueError) as error:
+            first_error = f" The first record fails with: {_first_line(error)}."
+    raise ValueError(
+        f"No example could be read from {_name_files(files)}: {probe.summary()}."
+        f"{first_error}"
+    )
+
+
+def _name_files(files):
+    named = ", ".join(files[:NAMED_FILES])
+    more = len(files) - NAMED_FILES
+    count = f"{len(files)} files: " if len(files) > 1 else ""
+    return count + named + (f" and {more} more" if more > 0 else "")
+
+
+def _compression_hint(files):
+    with tf.io.gfile.GFile(files[0], "rb") as file:
+        magic = file.read(2)
+    if magic == b"\x1f\x8b":
+        return " (they look GZIP-compressed)"
+    return ""
+
+
+def _first_line(error):
+    message = getattr(error, "message", None) or str(error)
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
 
 
 def trim_to_longest(token_ids, multiple=TRIM_MULTIPLE):
@@ -282,10 +463,26 @@ def _input_worker():
     return num_chiefs + num_workers, num_chiefs + (resolver.task_id or 0)
 
 
-def _stored_token_ids(flat_ids, num_captions, index):
+def _stored_token_ids(flat_ids, num_captions, index, context_length):
+    """Row `index` of a record's stored ids, fitted to `context_length`.
+
+    A shorter row is padded with 0. A longer one is cut, and if real ids
+    were cut its last id (the end-of-text token, which the text tower reads)
+    is put back in the last place, as the tokenizer truncates.
+    """
     tf.debugging.assert_positive(
         tf.size(flat_ids), "records hold no token_ids: pass a tokenizer"
     )
-    context_length = tf.size(flat_ids) // tf.cast(num_captions, tf.int32)
-    rows = tf.reshape(tf.cast(flat_ids, tf.int32), [num_captions, context_length])
-    return rows[index]
+    tf.debugging.assert_equal(tf.size(flat_ids) % num_captions, 0,
+                              "token_ids are not one row per caption")
+    width = tf.size(flat_ids) // tf.cast(num_captions, tf.int32)
+    rows = tf.reshape(tf.cast(flat_ids, tf.int32), [num_captions, width])
+    row = rows[index]  # (width,)
+    if context_length is None:  # built inside a graph: the stored width
+        return row
+    fitted = tf.pad(row, [[0, tf.maximum(context_length - width, 0)]])[:context_length]
+    real = tf.boolean_mask(row, row != 0)
+    was_cut = tf.reduce_any(row[context_length:] != 0)
+    end = tf.cond(was_cut, lambda: real[-1], lambda: fitted[-1])
+    fitted = tf.concat([fitted[:-1], end[None]], 0)
+    return tf.ensure_shape(fitted, [context_length])

@@ -5,6 +5,7 @@ import concurrent.futures
 import io
 import json
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -15,6 +16,8 @@ from keras_clip.data.text_cleaning import clean_text
 
 # Formats TensorFlow decodes itself; anything else is re-encoded.
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
+# Files being written end with this until they are whole.
+PARTIAL_SUFFIX = ".partial"
 # Decoding a 64-megapixel image is fine; past this, refuse to decode at all.
 MAX_PIXELS = 100_000_000
 
@@ -118,12 +121,21 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
                     expected_pairs=None, verbose=True):
     """Encodes `pairs` in parallel into `{output_prefix}-NNNNN.tfrecord` shards.
 
+    Each shard is written under a temporary name and renamed once it is
+    whole, with its sidecar; the summary comes last. A run that stops
+    part-way (an error, SIGKILL) leaves only whole shards and no summary,
+    and running it again writes the same shards as an uninterrupted run:
+    the output depends only on the input and the options, and numbered
+    shards of an earlier run at this prefix that this run did not write are
+    removed at the end (they would mix into `-*.tfrecord`).
+
     Args:
         pairs: iterable of `caption_sources.RawPair`.
         output_prefix: path prefix of the shards (folders are created).
         shard_size_mb: a shard is closed once it holds this many megabytes.
         num_workers: threads validating and re-encoding images.
-        max_shorter_side: larger images are downscaled to this shorter side.
+        max_shorter_side: larger images are downscaled to this shorter side
+            (0: keep every image's size).
         max_caption_chars: longer captions are cut (the tokenizer keeps 77
             tokens anyway).
         tokenizer: optional `CLIPTokenizer`; stores `token_ids` too.
@@ -132,7 +144,8 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
     Returns:
         A `WriteSummary`; it is also written to `{output_prefix}-summary.json`.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(output_prefix)), exist_ok=True)
+    _check_options(shard_size_mb, num_workers, max_shorter_side, max_caption_chars)
+    _start_output(output_prefix)
     summary = WriteSummary()
     shard = _ShardWriter(output_prefix, shard_size_mb * 2**20, summary)
     progress = keras.utils.Progbar(expected_pairs, verbose=1 if verbose else 0,
@@ -152,11 +165,62 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
                 summary.changed.update(outcome)
             progress.update(count)
     shard.close()
-    with open(f"{output_prefix}-summary.json", "w") as file:
-        json.dump(summary.as_dict(), file, indent=2)
+    removed = _remove_stale_shards(output_prefix, summary.shards)
+    _write_atomically(f"{output_prefix}-summary.json",
+                      json.dumps(summary.as_dict(), indent=2))
     if verbose:
         print(f"\n{summary}")
+        if removed:
+            print(f"removed {removed} shard(s) of an earlier run at {output_prefix}")
     return summary
+
+
+def _check_options(shard_size_mb, num_workers, max_shorter_side, max_caption_chars):
+    problems = []
+    if not shard_size_mb > 0:
+        problems.append(f"shard size must be positive, got {shard_size_mb}")
+    if num_workers < 1:
+        problems.append(f"workers must be at least 1, got {num_workers}")
+    if max_shorter_side < 0:
+        problems.append(f"max shorter side must be 0 (keep sizes) or more, got "
+                        f"{max_shorter_side}")
+    if max_caption_chars < 1:
+        problems.append(f"max caption chars must be at least 1, got {max_caption_chars}")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+
+
+def _start_output(output_prefix):
+    """Creates the folder; drops partial shards and the summary of an earlier run."""
+    folder = os.path.dirname(output_prefix) or "."
+    if tf.io.gfile.exists(folder) and not tf.io.gfile.isdir(folder):
+        raise NotADirectoryError(f"Cannot write shards under {folder!r}: it is a file.")
+    tf.io.gfile.makedirs(folder)
+    for stale in tf.io.gfile.glob(f"{output_prefix}-*{PARTIAL_SUFFIX}"):
+        tf.io.gfile.remove(stale)
+    summary = f"{output_prefix}-summary.json"
+    if tf.io.gfile.exists(summary):
+        tf.io.gfile.remove(summary)
+
+
+def _remove_stale_shards(output_prefix, written):
+    keep = set(written)
+    stale = [path for path in tf.io.gfile.glob(f"{output_prefix}-*.tfrecord")
+             if re.fullmatch(r"-\d{5}\.tfrecord", path[len(output_prefix):])
+             and path not in keep]
+    for path in stale:
+        tf.io.gfile.remove(path)
+        sidecar = path + tfrecord_schema.SIDECAR_SUFFIX
+        if tf.io.gfile.exists(sidecar):
+            tf.io.gfile.remove(sidecar)
+    return len(stale)
+
+
+def _write_atomically(path, text):
+    partial = path + PARTIAL_SUFFIX
+    with tf.io.gfile.GFile(partial, "w") as file:
+        file.write(text)
+    tf.io.gfile.rename(partial, path, overwrite=True)
 
 
 def _ordered_map(pool, function, items, window):
@@ -171,7 +235,11 @@ def _ordered_map(pool, function, items, window):
 
 
 class _ShardWriter:
-    """Opens a new shard when the current one is full; writes sidecars."""
+    """Opens a new shard when the current one is full; writes sidecars.
+
+    A shard is written as `NAME.partial` and renamed to `NAME` when closed,
+    after its sidecar: readers never see a half-written shard.
+    """
 
     def __init__(self, prefix, max_bytes, summary):
         self.prefix, self.max_bytes, self.summary = prefix, max_bytes, summary
@@ -180,7 +248,7 @@ class _ShardWriter:
     def write(self, record):
         if self.writer is None:
             self.path = f"{self.prefix}-{len(self.summary.shards):05d}.tfrecord"
-            self.writer = tf.io.TFRecordWriter(self.path)
+            self.writer = tf.io.TFRecordWriter(self.path + PARTIAL_SUFFIX)
             self.size = self.records = 0
         self.writer.write(record)
         self.size += len(record)
@@ -193,7 +261,8 @@ class _ShardWriter:
         if self.writer is None:
             return
         self.writer.close()
-        with open(self.path + tfrecord_schema.SIDECAR_SUFFIX, "w") as file:
-            json.dump({"records": self.records}, file)
+        _write_atomically(self.path + tfrecord_schema.SIDECAR_SUFFIX,
+                          json.dumps({"records": self.records}))
+        tf.io.gfile.rename(self.path + PARTIAL_SUFFIX, self.path, overwrite=True)
         self.summary.shards.append(self.path)
         self.writer = None

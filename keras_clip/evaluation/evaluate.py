@@ -23,15 +23,17 @@ def evaluate(model, tokenizer, folder=None, captions=None, templates=zero_shot.T
     if folder is not None:
         from keras_clip.evaluation.image_folder import image_folder_dataset
 
-        dataset, names, empty, stats = image_folder_dataset(folder, model.image_size,
-                                                            batch_size)
+        dataset, listing, stats = image_folder_dataset(folder, model.image_size, batch_size)
+        names = listing.class_names
         classifier = zero_shot.zero_shot_classifier(model, tokenizer, names, templates)
         metrics = zero_shot.evaluate_zero_shot(model, classifier, dataset)
         counts = stats.as_dict()
         report["zero_shot"] = {
             "top1": metrics["top1"], "top5": metrics["top5"], "images": metrics["count"],
-            "chance": 1 / len(names), "classes": names, "empty_classes": empty,
+            "chance": 1 / len(names), "classes": names,
+            "empty_classes": listing.empty_classes,
             "unreadable_images": counts["examples_skipped"],
+            "ignored_files": listing.ignored_files,
             "confusion_matrix": metrics["confusion_matrix"].tolist(),
         }
     if captions is not None:

@@ -1,5 +1,6 @@
 """Labelled images from a folder with one sub-folder per class."""
 
+import collections
 import os
 
 import tensorflow as tf
@@ -7,15 +8,24 @@ import tensorflow as tf
 from keras_clip.data import image_ops
 from keras_clip.data.dataset import DatasetStats
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+# What TensorFlow decodes (GIF: its first frame). Other files are counted
+# in `ignored_files`, never silently dropped.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+
+ImageFolder = collections.namedtuple(
+    "ImageFolder", ["paths", "labels", "class_names", "empty_classes", "ignored_files"])
+ImageFolder.__doc__ = """A class folder as listed: image `paths` with their `labels`
+(indices into `class_names`), classes without images, and `ignored_files`
+(`{extension: count}` of files that are not images TensorFlow decodes)."""
 
 
 def read_image_folder(root):
-    """`(paths, labels, class_names, empty_classes)` of `root/<class>/<image>`.
+    """An `ImageFolder` of `root/<class>/<image>`.
 
     Class names are the folder names with `_` read as spaces (any script is
     fine). A class folder without images stays a class (the classifier
-    still knows it) and is reported in `empty_classes`.
+    still knows it) and is reported in `empty_classes`; a folder with no
+    image at all is an error.
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"No image folder at {root!r}.")
@@ -23,27 +33,37 @@ def read_image_folder(root):
                      if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not folders:
         raise ValueError(f"{root!r} has no class sub-folders (expected root/<class>/<image>).")
-    paths, labels, empty = [], [], []
+    paths, labels, empty, ignored = [], [], [], collections.Counter()
     for label, folder in enumerate(folders):
-        files = sorted(f for f in os.listdir(os.path.join(root, folder))
-                       if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith("."))
+        names = sorted(f for f in os.listdir(os.path.join(root, folder))
+                       if not f.startswith(".")
+                       and os.path.isfile(os.path.join(root, folder, f)))
+        files = [f for f in names if f.lower().endswith(IMAGE_SUFFIXES)]
+        ignored.update(os.path.splitext(f)[1].lower() or "(no extension)"
+                       for f in names if f not in files)
         if not files:
             empty.append(folder.replace("_", " "))
         paths += [os.path.join(root, folder, f) for f in files]
         labels += [label] * len(files)
-    return paths, labels, [f.replace("_", " ") for f in folders], empty
+    if not paths:
+        found = f" (only {dict(ignored)})" if ignored else ""
+        raise ValueError(f"{root!r} holds no images of {', '.join(IMAGE_SUFFIXES)} in its "
+                         f"class folders{found}.")
+    return ImageFolder(paths, labels, [f.replace("_", " ") for f in folders], empty,
+                       dict(ignored))
 
 
 def image_folder_dataset(root, image_size, batch_size=64):
     """Evaluation batches `{"images", "labels"}` of a class folder.
 
-    Returns `(dataset, class_names, empty_classes, stats)`. Images that
-    cannot be decoded are skipped and counted in `stats` (a `DatasetStats`:
-    `records_read - examples_delivered` after iterating).
+    Returns `(dataset, folder, stats)`: `folder` is the `ImageFolder`.
+    Images that cannot be decoded are skipped and counted in `stats` (a
+    `DatasetStats`: `records_read - examples_delivered` after iterating).
     """
-    paths, labels, class_names, empty = read_image_folder(root)
-    stats = DatasetStats(len(paths))
-    dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+    folder = read_image_folder(root)
+    stats = DatasetStats(len(folder.paths))
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(folder.paths, tf.string), tf.constant(folder.labels, tf.int32)))
 
     def load(path, label):
         with tf.control_dependencies([stats.records_read.assign_add(1)]):
@@ -57,4 +77,4 @@ def image_folder_dataset(root, image_size, batch_size=64):
 
     dataset = (dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
                .map(count).batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    return dataset, class_names, empty, stats
+    return dataset, folder, stats

@@ -190,10 +190,10 @@ class CLIPModel(keras.Model):
         if preset in clip_presets.PRESETS:
             image_encoder, text_encoder = clip_presets.build_towers(preset, dtype)
             return cls(image_encoder, text_encoder, name=clip_presets.model_name(preset))
-        if os.path.isdir(preset) and os.path.exists(os.path.join(preset, "model.keras")):
-            preset = os.path.join(preset, "model.keras")
-        if preset.endswith(".keras") and os.path.exists(preset):
-            return keras.saving.load_model(preset)
+        if os.path.isdir(preset) or (preset.endswith(".keras") and os.path.exists(preset)):
+            from keras_clip.models.loading import load_model
+
+            return load_model(preset)
         raise ValueError(
             f"Unknown CLIP preset {preset!r}. Available presets: "
             f"{', '.join(clip_presets.PRESETS)}; or the path of a .keras file or "

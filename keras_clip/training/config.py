@@ -7,8 +7,8 @@ values, and data patterns that match no file.
 """
 
 import dataclasses
-import glob
 import json
+import math
 import typing
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -119,12 +119,19 @@ class TrainConfig:
 
     def check_data(self):
         """Raises if a data pattern matches no file (before anything is built)."""
+        from keras_clip.data.dataset import list_shards
+
         for key in ("train_data", "validation_data"):
             pattern = getattr(self, key)
-            if pattern and not glob.glob(pattern):
+            if not pattern:
+                continue
+            try:
+                list_shards(pattern)
+            except FileNotFoundError as error:
+                only = str(error).partition(" (only ")[2]  # what matched instead
                 raise FileNotFoundError(
-                    f"Invalid training config: {key}={pattern!r} matches no file."
-                )
+                    f"Invalid training config: {key}={pattern!r} matches no file"
+                    + (f" (only {only}" if only else ".")) from None
 
 
 def load_config(path=None, overrides=()):
@@ -136,8 +143,13 @@ def load_config(path=None, overrides=()):
     """
     values = {}
     if path:
-        with open(path) as file:
-            values = json.load(file)
+        with open(path, encoding="utf-8") as file:
+            try:
+                values = json.load(file)
+            except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
+                raise ValueError(
+                    f"Invalid training config: {path} is not valid JSON ({error})."
+                ) from None
         if not isinstance(values, dict):
             raise ValueError(f"Invalid training config: {path} must hold a JSON object.")
     for override in overrides:
@@ -169,6 +181,10 @@ def _type_problems(config):
 
 
 def _value_problems(config):
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            yield f"{field.name} must be a finite number, got {value}"
     if not config.train_data:
         yield "train_data (a glob of TFRecord shards) is required"
     if (config.steps is None) == (config.epochs is None):
@@ -192,5 +208,17 @@ def _value_problems(config):
         yield f"wise_ft_alpha must be in [0, 1], got {config.wise_ft_alpha}"
     if config.learning_rate <= 0 or config.tower_learning_rate_scale < 0:
         yield "learning_rate must be positive and tower_learning_rate_scale not negative"
+    if config.weight_decay < 0:
+        yield f"weight_decay must not be negative, got {config.weight_decay}"
+    for key in ("beta_1", "beta_2"):
+        value = getattr(config, key)
+        if value is not None and not 0.0 <= value < 1.0:
+            yield f"{key} must be in [0, 1), got {value}"
+    for key in ("epsilon", "gradient_clip_norm"):
+        value = getattr(config, key)
+        if value is not None and value <= 0:
+            yield f"{key} must be positive, got {value}"
+    if config.verbose not in (0, 1, 2):
+        yield f"verbose must be 0, 1 or 2, got {config.verbose}"
     if config.architecture is not None and set(config.architecture) != {"image", "text"}:
         yield "architecture must have exactly the keys 'image' and 'text'"

@@ -93,6 +93,7 @@ def train(config, callbacks=()):
                     shuffle=False,  # make_dataset shuffles (seeded, resumable)
                     verbose=config.verbose,
                 ).history
+            _report_skips(dataset, config.verbose)
         result = _finish(config, write_dir, model, start, history, total_steps, distribution)
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -179,7 +180,7 @@ def _training_data(config, model, start_step, distribution):
         image_size=model.image_size, batch_size=config.batch_size, training=True,
         tokenizer=_tokenizer(config, model), shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
-        deterministic=config.deterministic,
+        deterministic=config.deterministic, context_length=model.context_length,
     )
     if distribution.kind in ("mirrored", "multi_worker", "tpu"):
         return dataset.make_distributed_dataset(
@@ -196,7 +197,17 @@ def _validation_data(config, model):
     return make_dataset(
         config.validation_data, image_size=model.image_size,
         batch_size=config.batch_size, training=False, tokenizer=_tokenizer(config, model),
+        context_length=model.context_length,
     )
+
+
+def _report_skips(dataset, verbose):
+    """Says what the training data lost, if anything (a pipeline per worker: none)."""
+    stats = getattr(dataset, "stats", None)
+    if verbose and stats is not None:
+        counts = stats.as_dict()
+        if counts["examples_skipped"] or stats.damage.regions:
+            print(f"Training data: {stats.summary()}.")
 
 
 def _write_config(config, directory):

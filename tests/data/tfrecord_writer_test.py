@@ -70,5 +70,5 @@ def test_stores_token_ids_when_given_a_tokenizer(tmp_path):
 
 def test_table_without_columns_fails_clearly(tmp_path):
     (tmp_path / "bad.csv").write_text("path,text\na.jpg,hello\n")
-    with pytest.raises(ValueError, match="lacks a 'filepath' or 'caption' column"):
+    with pytest.raises(ValueError, match="header lacks a 'filepath' and a 'caption' column"):
         list(caption_sources.read_caption_table(str(tmp_path / "bad.csv")))

@@ -17,7 +17,8 @@ def make_folder(root):
 
 
 def test_read_image_folder_names_classes_and_reports_empty_ones(tmp_path):
-    paths, labels, names, empty = read_image_folder(str(make_folder(tmp_path / "f")))
+    paths, labels, names, empty, ignored = read_image_folder(str(make_folder(tmp_path / "f")))
+    assert ignored == {}
     assert names == ["café au lait", "chat noir", "empty class"]
     assert empty == ["empty class"]
     assert sorted(labels) == [0, 0, 1, 1, 1, 1] and len(paths) == 6

@@ -1,0 +1,48 @@
+"""`load_model`: any saved keras_clip model, by its path."""
+
+import os
+import zipfile
+
+import keras
+
+MODEL_FILE = "model.keras"
+
+
+def load_model(path, compile=True):
+    """Loads a saved `CLIPModel` in any process, on any backend.
+
+    Args:
+        path: a `.keras` file (`model.fit`'s model saved with `model.save`,
+            `keras-clip train`'s `model.keras` or `wise_ft.keras`, or one of
+            its `checkpoints/step-N.keras`), or a preset directory holding
+            `model.keras` (what `keras-clip convert` and `demo` write).
+        compile: also restore the optimizer and its state (to train on);
+            False loads the weights for inference only.
+
+    Importing keras_clip registers its layers, so `keras.saving.load_model`
+    works too once `keras_clip` is imported; this function needs no import
+    order and says what is wrong with a path that is no model.
+
+    Example:
+    >>> model = keras_clip.load_model("runs/clip/model.keras")
+    """
+    # Registers the layers, models and optimizer that saved files name.
+    import keras_clip  # noqa: F401
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, MODEL_FILE)):
+            raise FileNotFoundError(
+                f"{path!r} is a directory without {MODEL_FILE}: not a keras_clip "
+                "preset directory.")
+        path = os.path.join(path, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No model file at {path!r}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a .keras model (a .keras file is a zip archive; this "
+            "one is damaged or something else).")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (zipfile.BadZipFile, KeyError, EOFError) as error:
+        raise ValueError(f"{path!r} is a damaged .keras file ({error}).") from None
