@@ -153,52 +153,103 @@ def read_webdataset(tar_paths):
 
 
 def _tar_pairs(tar_path):
-    seen, key, files = set(), None, None  # files: the current sample's, by extension
     try:
-        archive = tarfile.open(tar_path)
+        # ignore_zeros: past a damaged header, look for the next valid one
+        # (512-byte blocks) instead of ending the archive there in silence.
+        archive = tarfile.open(tar_path, ignore_zeros=True)
     except (tarfile.TarError, OSError, EOFError):
         yield RawPair(tar_path, tar_path, None, [], "unreadable tar file")
         return
+    samples = _TarSamples(tar_path)
     with archive:
+        position, members = 0, 0  # where the next member should start
         try:
             for member in archive:
-                if not member.isfile():
-                    continue
-                if _is_unsafe(member.name):
-                    yield RawPair(member.name, tar_path, None, [], "path outside the archive")
-                    continue
-                if member.size > MAX_MEMBER_BYTES:
-                    yield RawPair(member.name, tar_path, None, [],
-                                  f"tar member over {MAX_MEMBER_BYTES // 2**20} MiB")
-                    continue
-                member_key, extension = posixpath.splitext(member.name)
-                if member_key != key:
-                    if files is not None:
-                        yield _webdataset_pair(key, tar_path, files)
-                    key, files = member_key, {}
-                    if key in seen:
-                        yield RawPair(key, tar_path, None, [], "duplicate key in the tar")
-                        files = None  # the rest of this sample is skipped with it
-                    seen.add(key)
-                if files is None:
-                    continue
-                data = archive.extractfile(member).read()
-                if extension.lower() in files:
-                    yield RawPair(member.name, tar_path, None, [],
-                                  "duplicate file in a sample")
-                    continue
-                files[extension.lower()] = data
+                if _has_data(archive.fileobj, position, member.offset):
+                    yield RawPair(tar_path, tar_path, None, [], "damaged region in the tar")
+                position = member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * 512
+                members += 1
+                yield from samples.add(member, archive)
+            if _has_data(archive.fileobj, position, None):
+                raise tarfile.ReadError("data after the last whole member")
         except (tarfile.TarError, OSError, EOFError):
-            # The sample being read is kept only if it is whole already.
-            pair = None if files is None else _webdataset_pair(key, tar_path, files)
-            if pair is not None and pair.problem:
-                pair = RawPair(key, tar_path, None, [], "sample cut off by tar damage")
-            if pair is not None:
-                yield pair
-            yield RawPair(tar_path, tar_path, None, [], "tar cut short or damaged")
+            yield from samples.cut_off()
+            reason = "tar cut short or damaged" if members else "unreadable tar file"
+            yield RawPair(tar_path, tar_path, None, [], reason)
             return
-    if files is not None:
-        yield _webdataset_pair(key, tar_path, files)
+    yield from samples.finish()
+
+
+class _TarSamples:
+    """Groups a tar's members into samples (a sample's files are adjacent)."""
+
+    def __init__(self, tar_path):
+        self.tar_path, self.seen = tar_path, set()
+        self.key, self.files = None, None  # the current sample's files, by extension
+
+    def add(self, member, archive):
+        """The pairs finished or refused by reading `member`."""
+        if not member.isfile():
+            return
+        if _is_unsafe(member.name):
+            yield self._refused(member.name, "path outside the archive")
+            return
+        if member.size > MAX_MEMBER_BYTES:
+            yield self._refused(member.name, f"tar member over {MAX_MEMBER_BYTES // 2**20} MiB")
+            return
+        key, extension = posixpath.splitext(member.name)
+        if key != self.key:
+            yield from self.finish()
+            self.key, self.files = key, {}
+            if key in self.seen:
+                yield self._refused(key, "duplicate key in the tar")
+                self.files = None  # the rest of this sample is skipped with it
+            self.seen.add(key)
+        if self.files is None:
+            return
+        if extension.lower() in self.files:
+            yield self._refused(member.name, "duplicate file in a sample")
+            return
+        self.files[extension.lower()] = archive.extractfile(member).read()
+
+    def finish(self):
+        """The current sample, if any, as a pair."""
+        if self.files is not None:
+            yield _webdataset_pair(self.key, self.tar_path, self.files)
+        self.files = None
+
+    def cut_off(self):
+        """After damage: the current sample if it is whole already, else its loss."""
+        if self.files is None:
+            return
+        pair = _webdataset_pair(self.key, self.tar_path, self.files)
+        self.files = None
+        yield self._refused(self.key, "sample cut off by tar damage") if pair.problem else pair
+
+    def _refused(self, key, reason):
+        return RawPair(key, self.tar_path, None, [], reason)
+
+
+def _has_data(fileobj, start, end):
+    """True if the archive's bytes `[start, end)` are not all zero (end None: EOF).
+
+    Members follow each other exactly; a gap holding data is a damaged
+    header that tarfile skipped, and data after the last member a damaged
+    tail. Zero blocks are the archive's end marker and padding.
+    """
+    if end is not None and end <= start:
+        return False
+    fileobj.seek(start)
+    remaining = None if end is None else end - start
+    while remaining is None or remaining > 0:
+        chunk = fileobj.read(2**20 if remaining is None else min(2**20, remaining))
+        if not chunk:
+            return False
+        if chunk.count(0) != len(chunk):
+            return True
+        if remaining is not None:
+            remaining -= len(chunk)
+    return False
 
 
 def _webdataset_pair(key, tar_path, files):

@@ -50,20 +50,27 @@ def prepare_pair(pair, max_shorter_side=512, max_caption_chars=1000, tokenizer=N
     """A `RawPair` → `(serialized record, changes)`, or `(None, skip reason)`."""
     if pair.problem:
         return None, pair.problem
-    captions, changes = [], []
+    captions, changes, undecodable = [], [], 0
     for raw in pair.captions:
         try:
             text = clean_text(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            return None, "caption is not UTF-8"
+            undecodable += 1  # this caption only: the pair's others may be fine
+            continue
         if len(text) > max_caption_chars:
             text = text[:max_caption_chars]
             changes.append("caption cut to max_caption_chars")
         if text:
             captions.append(text)
     if not captions:
-        return None, "empty caption"
-    image, width, height, image_changes = _prepare_image(pair.image, max_shorter_side)
+        return None, "caption is not UTF-8" if undecodable else "empty caption"
+    changes += ["caption dropped: not UTF-8"] * undecodable
+    try:
+        image, width, height, image_changes = _prepare_image(pair.image, max_shorter_side)
+    # Untrusted bytes into PIL's many parsers: besides OSError, damaged files
+    # raise struct.error, IndexError, EOFError, ZeroDivisionError, ...
+    except Exception:  # noqa: BLE001 - any failure on this image is its pair's skip
+        return None, "unreadable image"
     if image is None:
         return None, image_changes
     token_ids = None
@@ -80,6 +87,9 @@ def _prepare_image(data, max_shorter_side):
         return None, 0, 0, "empty image file"
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # PIL's own limit, far above ours
+        return None, 0, 0, f"image over {MAX_PIXELS:,} pixels"
+    try:
         width, height = image.size
         if width * height > MAX_PIXELS:
             return None, 0, 0, f"image over {MAX_PIXELS:,} pixels"
