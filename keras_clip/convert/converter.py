@@ -105,8 +105,9 @@ def convert_checkpoint(
         model, tokenizer, preprocessing = _from_hf_directory(path)
     else:
         architecture, preprocessing = _openai_architecture(source, preset, config, activation)
+        weights = read_checkpoint(path)  # before building: a bad file fails fast
         model = _build(architecture, preset)
-        load_weights(model, read_checkpoint(path), weight_maps.openai_entries(model))
+        load_weights(model, weights, weight_maps.openai_entries(model))
         from keras_clip.data.clip_tokenizer import CLIPTokenizer
 
         tokenizer = CLIPTokenizer.from_openai(
@@ -167,8 +168,9 @@ def _from_hf_directory(directory):
     weight_files = [name for name in weight_files if os.path.exists(name)]
     if not weight_files:
         raise CheckpointError(f"{directory} has none of {', '.join(HF_WEIGHT_FILES)}.")
+    weights = read_checkpoint(weight_files[0])
     model = _build(architecture, None)
-    load_weights(model, read_checkpoint(weight_files[0]), weight_maps.hf_entries(model))
+    load_weights(model, weights, weight_maps.hf_entries(model))
     tokenizer = CLIPTokenizer.from_hf(
         os.path.join(directory, "vocab.json"),
         os.path.join(directory, "merges.txt"),

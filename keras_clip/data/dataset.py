@@ -10,6 +10,7 @@ of looping forever).
 
 import json
 import random
+import re
 import warnings
 
 import tensorflow as tf
@@ -18,6 +19,8 @@ from keras_clip.data import image_ops, record_reader, tfrecord_schema
 
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
+# Records decoded eagerly to find the first good one (see `check_delivers`).
+EAGER_PROBE = 16
 # Files named in an error message before "and N more".
 NAMED_FILES = 3
 
@@ -26,7 +29,9 @@ class DatasetStats:
     """Counts what a dataset made by `make_dataset` read, delivered and lost.
 
     The counters are TensorFlow variables updated inside the pipeline, so
-    they can be read during iteration and are exact once it is exhausted.
+    they can be read during iteration. `as_dict` is exact once the dataset
+    is exhausted; mid-stream its `examples_skipped` also counts records in
+    flight, while `skipped_so_far()` is exact in a deterministic stream.
     `expected` comes from the shards' sidecar files (None without them).
     `damage` counts the damaged regions skipped inside shards (a CRC error,
     a cut), each of which loses one record or more.
@@ -36,6 +41,10 @@ class DatasetStats:
         self.expected = expected
         self.records_read = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.examples_delivered = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # The stream position of the last example delivered, and how this
+        # pipeline's positions are laid out: (first, step) after skip and shard.
+        self.last_position = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.positions = (0, 1)
         self.damage = record_reader.DamageCounter()
 
     def as_dict(self):
@@ -50,16 +59,26 @@ class DatasetStats:
             "records_unreadable": None if self.expected is None else self.expected - read,
         }
 
-    def summary(self):
+    def skipped_so_far(self):
+        """Records skipped before the last delivered example (deterministic order)."""
+        last = int(self.last_position.numpy())
+        first, step = self.positions
+        if last < first:
+            return 0
+        return (last - first) // step + 1 - int(self.examples_delivered.numpy())
+
+    def summary(self, exhausted=True):
         """One line for a log: what was delivered, skipped and lost."""
         counts = self.as_dict()
-        line = (f"{counts['examples_delivered']} examples delivered of "
-                f"{counts['records_read']} records read; {counts['examples_skipped']} "
-                f"skipped (undecodable image, or no usable caption or ids)")
+        skipped = counts["examples_skipped"] if exhausted else self.skipped_so_far()
+        line = (f"{counts['examples_delivered']} examples delivered, {skipped} skipped "
+                "(undecodable image, or no usable caption or ids)")
+        if exhausted:
+            line = f"{counts['records_read']} records read, " + line
         if self.damage.regions:
             line += (f"; {self.damage.regions} damaged region(s) skipped in "
                      f"{_name_files(sorted(self.damage.files))}")
-        if counts["records_unreadable"]:
+        if exhausted and counts["records_unreadable"]:
             line += f"; {counts['records_unreadable']} record(s) unreadable"
         return line
 
@@ -193,6 +212,7 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
                             deterministic=deterministic, shuffle_buffer=shuffle_buffer,
                             damage=stats.damage)
     records = records.enumerate().skip(skip_examples)
+    stats.positions = (skip_examples + worker_index, num_workers)
     if num_workers > 1:
         records = records.shard(num_workers, worker_index)
     examples = decode_examples(records, decode, stats, deterministic)
@@ -274,12 +294,17 @@ def decode_examples(records, decode, stats, deterministic):
         with tf.control_dependencies([stats.records_read.assign_add(1)]):
             return position, tf.identity(record)
 
-    def count_delivered(example):
-        with tf.control_dependencies([stats.examples_delivered.assign_add(1)]):
+    def decode_at(position, record):
+        return position, decode(position, record)
+
+    def count_delivered(position, example):
+        last = stats.last_position
+        with tf.control_dependencies([stats.examples_delivered.assign_add(1),
+                                      last.assign(tf.maximum(last, position))]):
             return {key: tf.identity(value) for key, value in example.items()}
 
     examples = records.map(count_read).map(
-        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        decode_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return examples.ignore_errors().map(count_delivered)
 
 
@@ -336,10 +361,13 @@ def check_first_records(files, tokenizer, context_length):
             "make-tfrecords`.")
     try:
         example = tfrecord_schema.parse_example(first)
-    except tf.errors.InvalidArgumentError as error:
+    # UnicodeDecodeError: TensorFlow's message quotes the record's raw bytes.
+    except (tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
+        reason = ("it does not parse as a tf.train.Example"
+                  if isinstance(error, UnicodeDecodeError) else _first_line(error))
         raise ValueError(
-            f"{path}: its first record is not a keras_clip example "
-            f"({_first_line(error)}); write shards with `keras-clip make-tfrecords`."
+            f"{path}: its first record is not a keras_clip example ({reason}); write "
+            "shards with `keras-clip make-tfrecords`."
         ) from None
     captions = int(tf.size(example["captions"]))
     if not captions:
@@ -361,24 +389,29 @@ def check_first_records(files, tokenizer, context_length):
 def check_delivers(files, decode, stats):
     """Raises `ValueError` unless one pass over `files` delivers an example.
 
-    Decodes records until the first example comes out (usually the first
-    record); only data that cannot train at all costs a whole pass.
+    Decodes records until the first example comes out: the first
+    `EAGER_PROBE` records eagerly (no graph to trace, usually one record's
+    work), the rest of the pass, if it comes to that, as a pipeline. Only
+    data that cannot train at all costs a whole pass.
     """
     probe = DatasetStats(stats.expected)
     records = record_stream(files, training=False, seed=0, repeat=False,
-                            deterministic=True, shuffle_buffer=1, damage=probe.damage)
-    examples = decode_examples(records.enumerate(), decode, probe, deterministic=True)
-    for _ in examples.take(1):
-        return
-    first_error = ""
-    for position, record in records.enumerate().take(1):
+                            deterministic=True, shuffle_buffer=1,
+                            damage=probe.damage).enumerate()
+    first_error = None
+    for position, record in records.take(EAGER_PROBE):
+        probe.records_read.assign_add(1)
         try:
             decode(position, record)
-        except (tf.errors.InvalidArgumentError, ValueError) as error:
-            first_error = f" The first record fails with: {_first_line(error)}."
+            return
+        except (tf.errors.OpError, ValueError) as error:
+            first_error = first_error or _first_line(error)
+    rest = decode_examples(records.skip(EAGER_PROBE), decode, probe, deterministic=True)
+    for _ in rest.take(1):
+        return
+    because = f" The first record fails with: {first_error}." if first_error else ""
     raise ValueError(
-        f"No example could be read from {_name_files(files)}: {probe.summary()}."
-        f"{first_error}"
+        f"No example could be read from {_name_files(files)}: {probe.summary()}.{because}"
     )
 
 
@@ -398,8 +431,10 @@ def _compression_hint(files):
 
 
 def _first_line(error):
+    """An error's first line, without TensorFlow's op and device decorations."""
     message = getattr(error, "message", None) or str(error)
-    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]( name:.*)?", "", message).strip()
+    return message.splitlines()[0].strip() if message else type(error).__name__
 
 
 def trim_to_longest(token_ids, multiple=TRIM_MULTIPLE):

@@ -128,7 +128,8 @@ def records_after(path, offset, damage):
                 record, offset = reader.read(offset)
                 yield record
                 continue
-            except (tf.errors.DataLossError, tf.errors.OutOfRangeError, OSError):
+            # IndexError: the reader's "out of range" (a cut inside a header).
+            except (tf.errors.OpError, OSError, IndexError):
                 pass
             damage.add(path)
             length = _header_at(file, offset, size)

@@ -12,6 +12,7 @@ import keras
 
 from keras_clip.models import clip_presets
 from keras_clip.models.clip_model import CLIPModel
+from keras_clip.models.loading import load_model
 from keras_clip.training import fine_tuning, recipe
 from keras_clip.training.checkpointer import Checkpointer, latest_checkpoint
 from keras_clip.training.config import TrainConfig
@@ -128,7 +129,7 @@ def _build_model(config, resumed, total_steps):
     with remat_scope(config.remat):
         if resumed:
             # Weights, optimizer state and the step counter, as saved.
-            model = keras.saving.load_model(resumed[1])
+            model = load_model(resumed[1])
         else:
             model = _new_model(config)
         start = None
@@ -153,7 +154,7 @@ def _new_model(config):
         image, text = clip_presets.build_towers_from(config.architecture, config.precision)
         return CLIPModel(image, text)
     if config.preset.endswith(".keras"):
-        return keras.saving.load_model(config.preset, compile=False)
+        return load_model(config.preset, compile=False)
     return CLIPModel.from_preset(config.preset, dtype=config.precision)
 
 
@@ -204,10 +205,8 @@ def _validation_data(config, model):
 def _report_skips(dataset, verbose):
     """Says what the training data lost, if anything (a pipeline per worker: none)."""
     stats = getattr(dataset, "stats", None)
-    if verbose and stats is not None:
-        counts = stats.as_dict()
-        if counts["examples_skipped"] or stats.damage.regions:
-            print(f"Training data: {stats.summary()}.")
+    if verbose and stats is not None and (stats.skipped_so_far() or stats.damage.regions):
+        print(f"Training data: {stats.summary(exhausted=False)}.")
 
 
 def _write_config(config, directory):
