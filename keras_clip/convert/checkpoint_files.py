@@ -133,7 +133,7 @@ def read_torch_file(path):
         except Exception as error:  # torch raises RuntimeError with C++ context
             raise CheckpointError(
                 f"{path} looks like a TorchScript archive but does not load "
-                f"({str(error).strip().splitlines()[0] if str(error).strip() else error!r})."
+                f"({_first_line(error)})."
             ) from None
         return _to_numpy(module.state_dict())
     try:
@@ -141,7 +141,7 @@ def read_torch_file(path):
     except Exception as error:  # torch raises UnpicklingError or RuntimeError
         raise CheckpointError(
             f"Refused to load {path}: it is not a plain tensor checkpoint "
-            f"(torch.load with weights_only=True said: {str(error).splitlines()[0]}). "
+            f"(torch.load with weights_only=True said: {_first_line(error)}). "
             f"Pickles that construct other objects can run code, so they are "
             f"never unpickled; re-save the state dict with torch.save(model."
             f"state_dict(), path) or as .safetensors."
@@ -152,6 +152,11 @@ def read_torch_file(path):
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict.")
     return _to_numpy(loaded)
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _is_torchscript(path):

@@ -51,7 +51,9 @@ def serialize_example(image, captions, key="", source="", width=0, height=0,
     if token_ids is not None:
         features["token_ids"] = int_feature([int(i) for i in token_ids.ravel()])
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # Deterministic: map fields in key order, so the same pair gives the same
+    # bytes in every process (the default order follows string hashing).
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(serialized):
