@@ -11,15 +11,15 @@ import keras
 import tensorflow as tf
 from PIL import Image
 
-from keras_clip.data import tfrecord_schema
+from keras_clip.data import image_headers, image_ops, tfrecord_schema
 from keras_clip.data.text_cleaning import clean_text
 
 # Formats TensorFlow decodes itself; anything else is re-encoded.
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
 # Files being written end with this until they are whole.
 PARTIAL_SUFFIX = ".partial"
-# Decoding a 64-megapixel image is fine; past this, refuse to decode at all.
-MAX_PIXELS = 100_000_000
+# Images over this are refused: the same limit the pipelines decode under.
+MAX_PIXELS = image_headers.MAX_IMAGE_PIXELS
 
 
 class WriteSummary:
@@ -119,11 +119,20 @@ def _to_rgb(image):
 
 
 def _tensorflow_decodes(data):
+    """True if the pipelines will decode `data` as it is (within the pixel limit:
+    a GIF's canvas, which TensorFlow sizes from all its frames, can exceed
+    the size PIL reports)."""
     try:
-        tf.io.decode_image(data, channels=3, expand_animations=False)
+        _decode_as_training_does(tf.constant(data))
         return True
     except tf.errors.InvalidArgumentError:
         return False
+
+
+# One graph: run eagerly, the header checks would be dozens of small ops.
+_decode_as_training_does = tf.function(
+    lambda data: tf.shape(image_ops.decode_rgb(data, dct_method="INTEGER_FAST")),
+    input_signature=[tf.TensorSpec([], tf.string)])
 
 
 def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,

@@ -25,6 +25,7 @@ class ServingModule(tf.Module):
             self.encode_text = tf.function(model.encode_text, jit_compile=True)
         self.tokenizer = tokenizer
         self.image_size = model.image_size
+        self.vocabulary_size = model.text_encoder.vocabulary_size
         self.logit_scale = model.logit_scale
         self.class_names = None
         if class_names is not None:
@@ -50,16 +51,27 @@ class ServingModule(tf.Module):
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))  # (N, S, S, 3)
 
     def _embed_pixels(self, pixels):
+        size = self.image_size
+        pixels = _checked_shape(pixels, [None, size, size, 3], "pixels")
+        tf.debugging.assert_all_finite(pixels, "pixels must be finite numbers")
         return {"embeddings": self.encode_image(pixels)}
 
     def _embed_token_ids(self, token_ids):
-        return {"embeddings": self.encode_text(token_ids)}
+        token_ids = _checked_shape(token_ids, [None, self.model.context_length], "token_ids")
+        with tf.control_dependencies([
+            tf.debugging.assert_non_negative(token_ids, "token_ids must not be negative"),
+            tf.debugging.assert_less(
+                token_ids, self.vocabulary_size,
+                f"token_ids must be below the vocabulary size {self.vocabulary_size}"),
+        ]):
+            return {"embeddings": self.encode_text(tf.identity(token_ids))}
 
     def _embed_images(self, image_bytes):
+        image_bytes = _checked_shape(image_bytes, [None], "image_bytes")
         return self._embed_pixels(self._pixels(image_bytes))
 
     def _embed_texts(self, texts):
-        tf.debugging.assert_rank(texts, 1, "texts must be a 1-D batch of strings")
+        texts = _checked_shape(texts, [None], "texts")
         return self._embed_token_ids(self.tokenizer(texts))
 
     def _similarity(self, image_bytes, texts):
@@ -84,3 +96,16 @@ class ServingModule(tf.Module):
         if self.class_names is not None:
             signatures["classify"] = self.classify
         return signatures
+
+
+def _checked_shape(tensor, shape, name):
+    """`tensor`, checked at run time to have `shape` (an error names `name`).
+
+    A signature's input spec is not enforced on what a server feeds: a
+    `[1, 1]` batch reaches the graph and fails deep inside it. EnsureShape
+    runs on every request and says what the input should be.
+    """
+    expected = "[" + ", ".join("N" if side is None else str(side) for side in shape) + "]"
+    with tf.name_scope(f"check_{name}"):
+        return tf.ensure_shape(tensor, shape, name=f"{name}_must_be_{expected}"
+                               .replace("[", "").replace("]", "").replace(", ", "x"))

@@ -2,7 +2,9 @@
 
 import csv
 import io
+import struct
 import tarfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -30,6 +32,56 @@ GOOD_IMAGES = {
     "huge.jpg": lambda: encode(Image.new("RGB", (8000, 8000), (20, 120, 220)), quality=50),
     "scan.tiff": lambda: encode(photo(5), "TIFF"),
 }
+
+
+def png_chunk(kind, data):
+    """One PNG chunk: length, type, data, CRC of type and data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width, height):
+    """A 1×1 PNG whose IHDR (CRC recomputed) claims `width × height`: no pixel data for it."""
+    data = encode(Image.new("RGB", (1, 1)), "PNG")
+    ihdr = data[8 + 8 : 8 + 8 + 13]  # after the signature and the chunk's length and type
+    return data[:8] + png_chunk(b"IHDR", struct.pack(">II", width, height) + ihdr[8:]) + data[33:]
+
+
+def png_deflate_bomb(width, height):
+    """A valid 1-bit black PNG of `width × height`, ~1,000 pixels per byte of file.
+
+    Small, an ordinary image; at 12,000 × 12,000 (18 kB) a decompression bomb.
+    """
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte, then the packed pixels
+    compressor = zlib.compressobj(9)
+    pixels = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", pixels)
+            + png_chunk(b"IEND", b""))
+
+
+def jpeg_declaring(width, height):
+    """An 8×8 JPEG whose SOF0 header claims `width × height` (at most 65,535 each)."""
+    data = bytearray(encode(Image.new("RGB", (8, 8))))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def bmp_declaring(width, height):
+    """A 1×1 BMP whose header claims `width × height`."""
+    data = bytearray(encode(Image.new("RGB", (1, 1)), "BMP"))
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def gif_of_frames(count, width, height):
+    """A GIF of `count` alternating black and white frames: TensorFlow decodes every one."""
+    frames = [Image.new("P", (width, height), k % 2) for k in range(count)]
+    for frame in frames:  # alternating: PIL merges identical neighbours
+        frame.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], disposal=1)
+
+
 BAD_IMAGES = {
     "truncated.jpg": lambda: encode(photo(6))[:300],
     "random.jpg": lambda: np.random.default_rng(7).bytes(500),

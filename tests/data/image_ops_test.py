@@ -1,5 +1,10 @@
 import io
+import json
+import os
+import subprocess
+import sys
 
+import keras
 import numpy as np
 import pytest
 import sklearn.datasets
@@ -92,6 +97,7 @@ def test_resize_keeps_aspect_like_torchvision():
 
 
 RNG = np.random.default_rng(1)
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RGB = Image.fromarray(RNG.integers(0, 255, (40, 60, 3), dtype=np.uint8))
 
 
@@ -152,3 +158,67 @@ def test_train_preprocessing_is_random_per_seed_and_repeatable():
         lambda x: image_ops.preprocess_for_train(x, 64, tf.constant([0, 1])))))
     np.testing.assert_array_equal(in_graph, a)
     assert in_graph.shape == (64, 64, 3)
+
+
+def test_fused_resize_and_crop_equals_resize_then_crop():
+    # Each output pixel's taps depend on its position alone, so computing
+    # only the crop gives exactly the crop of the whole resize.
+    rng = np.random.default_rng(2)
+    for height, width in [(427, 640), (640, 427), (5, 7), (1, 300), (300, 1), (33, 33)]:
+        image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        fused = image_ops.resize_and_center_crop(image, 32).numpy()
+        whole = image_ops.center_crop(image_ops.resize_shorter_side(image, 32), 32).numpy()
+        np.testing.assert_array_equal(fused, whole)
+
+
+@pytest.mark.parametrize("width, height", [(1000, 1), (1, 1000), (3000, 2)])
+def test_thin_images_match_pil_resize_then_crop(width, height):
+    # PIL resizes the whole 32,000-pixel-long image, then crops; the fused
+    # path computes the crop alone. Bounds of test_eval_preprocessing_matches_pil.
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    image_bytes = encode(image, "PNG")
+    ours = image_ops.preprocess_for_eval(image_bytes, 32).numpy()
+    reference = reference_eval(image_bytes, 32)
+    assert np.abs(ours - reference).mean() <= 0.001
+    assert np.abs(ours - reference).max() <= 0.016  # one grey level
+
+
+@pytest.mark.parametrize("height, width", [(1, 1000), (1000, 1), (2, 30000), (1, 1)])
+def test_random_resized_crop_of_degenerate_shapes(height, width):
+    # The ratio is clamped to what fits: a 1000×1 image gets a ~950×1 box.
+    for i in range(20):
+        top, left, h, w = [int(v) for v in image_ops.random_resized_crop_box(
+            height, width, tf.constant([3, i]))]
+        assert h >= 1 and w >= 1 and top + h <= height and left + w <= width
+        assert 0.89 <= h * w / (height * width) <= 1.0
+    image_bytes = encode(Image.new("RGB", (width, height), (9, 99, 199)), "PNG")
+    out = image_ops.preprocess_for_train(image_bytes, 32, tf.constant([0, 1])).numpy()
+    assert out.shape == (32, 32, 3) and np.isfinite(out).all()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="its subprocess measures TensorFlow preprocessing, the same on "
+                           "every backend")
+def test_thin_images_and_bombs_cost_little_memory_and_time():
+    # Before the fused resize, a 1000×1 PNG at 224 px took +5.2 GB and 11 s,
+    # a 20000×1 at 32 px +2.3 GB. tests/data/preprocessing_cost.py says how
+    # it measures (one process: ru_maxrss only grows).
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.data.preprocessing_cost"], capture_output=True,
+        text=True, timeout=600, cwd=REPOSITORY,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    cost = json.loads(done.stdout)
+    peaks = cost["peak_mib"]
+    # Thin images, then a real 120-megapixel bomb (refused unread): next to
+    # nothing each; all of them together under 64 MiB.
+    assert peaks["12000x10000"] < 64, peaks
+    # A 4000×3000 image: its decoded copy, a cut of it and small buffers.
+    assert peaks["4000x3000"] < 3 * cost["large_decoded_mib"] + 32, peaks
+    slow = {case: seconds for case, seconds in cost["seconds"].items() if seconds > 2.0}
+    assert not slow, slow
+    refused = cost["refused"]
+    assert refused and all(refused.values()), refused
+    assert all("12000x10000" in case for case in refused), refused

@@ -7,15 +7,13 @@ key and what to do. `run_cli` enforces the second: `keras-clip` must return
 (not raise), print exactly one `keras-clip COMMAND: …` line and no traceback.
 """
 
-import io
 import json
-import struct
-import zlib
 
 import numpy as np
 from PIL import Image
 
 from keras_clip import cli
+from tests.data.fixtures import encode, jpeg_declaring, png_declaring  # noqa: F401
 
 
 def run_cli(capsys, argv):
@@ -47,34 +45,10 @@ def assert_user_error(capsys, argv, *phrases, command=None):
     return errors[0]
 
 
-def encode(image, format="JPEG", **options):
-    buffer = io.BytesIO()
-    image.save(buffer, format, **options)
-    return buffer.getvalue()
-
-
 def noise(width=40, height=30, seed=0, mode="RGB"):
     rng = np.random.default_rng(seed)
     shape = (height, width, 3) if mode == "RGB" else (height, width)
     return Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).convert(mode)
-
-
-def png_declaring(width, height):
-    """A small valid PNG whose IHDR claims `width × height` (a decompression bomb)."""
-    data = bytearray(encode(Image.new("RGB", (8, 8)), "PNG"))
-    ihdr = 8 + 8  # signature, then the chunk's length and type
-    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
-    crc = zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])) & 0xFFFFFFFF
-    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
-    return bytes(data)
-
-
-def jpeg_declaring(width, height):
-    """A small JPEG whose SOF0 header claims `width × height`."""
-    data = bytearray(encode(Image.new("RGB", (8, 8))))
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
 
 
 def write_table(folder, rows, name="captions.csv", header=("filepath", "caption"),
