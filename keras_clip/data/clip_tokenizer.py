@@ -10,6 +10,7 @@ import tensorflow_text as tf_text
 from keras_hub.tokenizers import BytePairTokenizer
 
 from keras_clip.data import bpe_vocabulary
+from keras_clip.data.bpe_merge import BytePairMerge
 from keras_clip.data.text_cleaning import clean_text
 
 # Python's str.split() whitespace, spelled for RE2 (whose \s is ASCII only).
@@ -22,7 +23,7 @@ EAGER_CHUNK = 128
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class CLIPTokenizer(BytePairTokenizer):
+class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
     """Strings → `(N, context_length)` int32 ids, as OpenAI's CLIP tokenizer.
 
     Whitespace runs collapse to one space, text is lowercased, pre-split into
@@ -39,6 +40,20 @@ class CLIPTokenizer(BytePairTokenizer):
     sees new words forever. The literal strings `<|startoftext|>` and
     `<|endoftext|>` inside a caption are tokenized as text, so a caption
     cannot move the point where the text tower reads its features.
+
+    A text costs at most 50 ms on 2 CPU cores however long it is (tested; `benchmarks/tokenizer_cost.py` measures 2-12 ms for a
+    `tf.string` in, as `tf.data` and TF Serving call it). Only what can
+    reach the ids is encoded: the first `max_text_bytes` bytes of the
+    cleaned text and its first `context_length - 2` pieces (each piece
+    gives at least one token). `max_text_bytes` is
+    `max(C * (F + 1), F + 1 + (C - 1) * N) - 1` with `C = context_length - 2`
+    and N, F the longest tokens in bytes without and with `</w>` (2,396
+    bytes for OpenAI's vocabulary): any longer text has more than C tokens,
+    so a caption whose tokens fit is never cut. The merge loop then merges
+    at once every pair that BPE's own order is sure to merge before anything
+    near it changes, a handful of steps even for one 2,396-byte word. On
+    Python strings, ftfy runs only on the leading segments (lines, or 8,192
+    characters of a longer line) that can reach the ids.
 
     Args:
         vocabulary: dict `{token: id}` or the path of a `vocab.json`.
@@ -140,6 +155,13 @@ class CLIPTokenizer(BytePairTokenizer):
         )
         return cls(vocabulary, merges, context_length=context_length)
 
+    @property
+    def max_text_bytes(self):
+        """Bytes of cleaned text that can reach the ids; the rest is cut."""
+        nonfinal, final = self._token_bytes
+        tokens = self.context_length - 2
+        return max(tokens * (final + 1), final + 1 + (tokens - 1) * nonfinal) - 1
+
     def set_vocabulary_and_merges(self, vocabulary, merges):
         super().set_vocabulary_and_merges(vocabulary, merges)
         if self.vocabulary is not None:
@@ -150,20 +172,21 @@ class CLIPTokenizer(BytePairTokenizer):
                     f"symbols a byte-level BPE needs (e.g. {missing[:3]}); "
                     f"some text would have no ids."
                 )
+            self._set_merge_tables()
 
     def tokenize(self, inputs):
         self._check_vocabulary()
         if isinstance(inputs, str):
-            inputs = clean_text(inputs)
+            inputs = self._clean(inputs)
         elif isinstance(inputs, (list, tuple)):
             if not all(isinstance(text, (str, bytes)) for text in inputs):
                 raise ValueError(
                     "CLIPTokenizer takes a string or a 1-D batch of strings, got "
                     f"a list holding {sorted({type(t).__name__ for t in inputs})}."
                 )
-            inputs = [clean_text(_as_text(text)) for text in inputs]
+            inputs = [self._clean(_as_text(text)) for text in inputs]
         elif isinstance(inputs, np.ndarray) and inputs.dtype.kind in "OUS":
-            cleaned = [clean_text(_as_text(text)) for text in inputs.ravel()]
+            cleaned = [self._clean(_as_text(text)) for text in inputs.ravel()]
             inputs = np.array(cleaned, dtype=object).reshape(inputs.shape)
         texts = tf.convert_to_tensor(inputs, tf.string)
         if texts.shape.rank not in (0, 1):
@@ -174,8 +197,8 @@ class CLIPTokenizer(BytePairTokenizer):
         self._maybe_initialized_tf()
         flat = tf.reshape(texts, [-1])  # (N,)
         if tf.executing_eagerly() and not tf.inside_function():
-            # The merge loop runs until the slowest word of a call is done:
-            # bounded chunks keep one long word from stalling a large batch.
+            # The merge loop's tensors grow with a call's bytes: bounded
+            # chunks bound the memory and latency of one call.
             chunks = [
                 self._tokenize_batch(flat[i : i + EAGER_CHUNK]).numpy()
                 for i in range(0, max(len(flat), 1), EAGER_CHUNK)
@@ -185,11 +208,28 @@ class CLIPTokenizer(BytePairTokenizer):
         ids = self._tokenize_batch(flat)  # (N, context)
         return ids[0] if texts.shape.rank == 0 else ids
 
+    def _clean(self, text):
+        """`clean_text` of as much of `text` as can reach the ids.
+
+        Once the cleaned text holds more than `max_text_bytes` characters
+        besides whitespace runs, it holds more tokens than fit (lowercasing
+        never drops a character), so the rest cannot change the ids.
+        """
+        return clean_text(text, enough=self.max_text_bytes)
+
     def _tokenize_graph(self, texts):
         """`(N,)` strings → `(N, context_length)` int32 ids."""
-        texts = tf.strings.strip(tf.strings.regex_replace(texts, WHITESPACE, " "))
-        texts = tf.strings.lower(texts, encoding="utf-8")
+        texts = tf.strings.lower(self._leading_text(texts), encoding="utf-8")
+        # Cut to the characters that start within max_text_bytes (no caption
+        # whose tokens fit is longer), and to the first context_length - 2
+        # pieces: every piece gives a token. Both cuts come before the merge
+        # loop, so they bound its work.
+        kept = tf.strings.length(
+            tf.strings.substr(texts, 0, self.max_text_bytes), unit="UTF8_CHAR"
+        )  # (N,)
+        texts = tf.strings.substr(texts, tf.zeros_like(kept), kept, unit="UTF8_CHAR")
         words = tf_text.regex_split(texts, " |" + PIECES, PIECES)  # (N, words)
+        words = words[:, : self.context_length - 2]
         word_ids = self._encode_words(words.flat_values)  # (all words, tokens)
         ids = tf.RaggedTensor.from_row_splits(
             word_ids.flat_values, tf.gather(word_ids.row_splits, words.row_splits)
@@ -201,6 +241,33 @@ class CLIPTokenizer(BytePairTokenizer):
         ids = tf.concat([start, ids, end], axis=1)
         ids = ids.to_tensor(self.pad_token_id, shape=[None, self.context_length])
         return tf.cast(ids, tf.int32)
+
+    def _leading_text(self, texts):
+        """`(N,)` texts with whitespace collapsed and stripped, cut to what reaches the ids.
+
+        Collapsing (and later lowercasing) a megabyte costs tens of ms, so it
+        runs on the first `length` characters, doubled until the collapsed
+        prefix is the whole text or has more than max_text_bytes characters
+        after stripping (lowercasing never drops one): then the text has more
+        tokens than fit. A caption whose tokens fit is never cut here.
+        """
+        zeros = tf.zeros(tf.shape(texts), tf.int32)  # (N,)
+
+        def collapse(length):
+            head = tf.strings.substr(texts, zeros, length, unit="UTF8_CHAR")
+            whole = tf.strings.length(head) >= tf.strings.length(texts)
+            return length, tf.strings.regex_replace(head, WHITESPACE, " "), whole
+
+        def growing(length, head, whole):
+            characters = tf.strings.length(head, unit="UTF8_CHAR")
+            return ~whole & (characters <= self.max_text_bytes + 2)
+
+        _, head, _ = tf.while_loop(
+            lambda *state: tf.reduce_any(growing(*state)),
+            lambda *state: collapse(tf.where(growing(*state), 2 * state[0], state[0])),
+            collapse(zeros + 2 * self.max_text_bytes),
+        )
+        return tf.strings.strip(head)
 
     def _encode_words(self, words):
         """`(W,)` pre-split words → `(W, tokens)` ragged BPE ids."""
@@ -220,11 +287,10 @@ class CLIPTokenizer(BytePairTokenizer):
         is_whole = whole_ids >= 0
         positions = tf.range(tf.shape(words)[0])
         split_positions = tf.boolean_mask(positions, ~is_whole)
-        merged = self._bpe_merge_tf(tf.ragged.boolean_mask(symbols, ~is_whole))
         rows = tf.concat(
             [
                 tf.RaggedTensor.from_tensor(tf.boolean_mask(whole_ids, is_whole)[:, None]),
-                self.token_to_id_map.lookup(merged),
+                self._merge_words(tf.boolean_mask(words, ~is_whole)),
             ],
             axis=0,
         )
