@@ -409,7 +409,9 @@ def check_delivers(files, decode, stats):
     rest = decode_examples(records.skip(EAGER_PROBE), decode, probe, deterministic=True)
     for _ in rest.take(1):
         return
-    because = f" The first record fails with: {first_error}." if first_error else ""
+    because = ""
+    if first_error:
+        because = f" The first record fails with: {first_error.rstrip('.')}."
     raise ValueError(
         f"No example could be read from {_name_files(files)}: {probe.summary()}.{because}"
     )
@@ -426,7 +428,7 @@ def _compression_hint(files):
     with tf.io.gfile.GFile(files[0], "rb") as file:
         magic = file.read(2)
     if magic == b"\x1f\x8b":
-        return " (they look GZIP-compressed)"
+        return f" ({'it looks' if len(files) == 1 else 'they look'} GZIP-compressed)"
     return ""
 
 

@@ -43,6 +43,14 @@ def load_model(path, compile=True):
             f"{path!r} is not a .keras model (a .keras file is a zip archive; this "
             "one is damaged or something else).")
     try:
-        return keras.saving.load_model(path, compile=compile)
+        model = keras.saving.load_model(path, compile=compile)
     except (zipfile.BadZipFile, KeyError, EOFError) as error:
         raise ValueError(f"{path!r} is a damaged .keras file ({error}).") from None
+    except TypeError as error:  # Keras: "Could not locate class ..." of another package
+        raise ValueError(f"{path!r} is not a keras_clip model ({error}).") from None
+    from keras_clip.models.clip_model import CLIPModel
+
+    if not isinstance(model, CLIPModel):
+        raise ValueError(f"{path!r} holds a {type(model).__name__}, not a keras_clip "
+                         "CLIPModel.")
+    return model

@@ -204,3 +204,12 @@ def test_make_tfrecords_missing_column_prints_no_traceback(tmp_path, capsys):
     assert_user_error(capsys, ["make-tfrecords", "--table", tmp_path / "t.csv", "--output",
                                tmp_path / "o"], "lacks a 'filepath' and a 'caption'")
     assert json.loads(json.dumps({"ok": 1}))
+
+
+def test_a_keras_model_that_is_no_clip_model_is_named(shard, tmp_path, capsys):
+    import keras
+
+    other = tmp_path / "other.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(str(other))
+    assert_user_error(capsys, train(shard, tmp_path, f"preset={other}"),
+                      "holds a Sequential, not a keras_clip CLIPModel")
