@@ -2,7 +2,7 @@
 
 The pipeline is a chain of named stages, each testable on its own:
 `record_stream` (files → shuffled records of every pass), `check_first_records`
-(the schema, at once), `decode_examples` (records → images and captions or
+(`dataset_checks`: the schema, at once), `decode_examples` (records → images and captions or
 ids, bad ones skipped and counted), `batch_examples` (batches, tokenized and
 trimmed), and `check_delivers` (a pass that delivers nothing raises instead
 of looping forever).
@@ -10,77 +10,18 @@ of looping forever).
 
 import json
 import random
-import re
 import warnings
 
 import tensorflow as tf
 
 from keras_clip.data import image_ops, record_reader, tfrecord_schema
+from keras_clip.data.dataset_checks import check_first_records, first_line
+from keras_clip.data.dataset_stats import DatasetStats, name_files
 
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
 # Records decoded eagerly to find the first good one (see `check_delivers`).
 EAGER_PROBE = 16
-# Files named in an error message before "and N more".
-NAMED_FILES = 3
-
-
-class DatasetStats:
-    """Counts what a dataset made by `make_dataset` read, delivered and lost.
-
-    The counters are TensorFlow variables updated inside the pipeline, so
-    they can be read during iteration. `as_dict` is exact once the dataset
-    is exhausted; mid-stream its `examples_skipped` also counts records in
-    flight, while `skipped_so_far()` is exact in a deterministic stream.
-    `expected` comes from the shards' sidecar files (None without them).
-    `damage` counts the damaged regions skipped inside shards (a CRC error,
-    a cut), each of which loses one record or more.
-    """
-
-    def __init__(self, expected=None):
-        self.expected = expected
-        self.records_read = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.examples_delivered = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # The stream position of the last example delivered, and how this
-        # pipeline's positions are laid out: (first, step) after skip and shard.
-        self.last_position = tf.Variable(-1, dtype=tf.int64, trainable=False)
-        self.positions = (0, 1)
-        self.damage = record_reader.DamageCounter()
-
-    def as_dict(self):
-        read = int(self.records_read.numpy())
-        delivered = int(self.examples_delivered.numpy())
-        return {
-            "records_read": read,
-            "examples_delivered": delivered,
-            # Records whose image or caption could not be decoded.
-            "examples_skipped": read - delivered,
-            # Records lost to damaged files (needs the sidecar counts).
-            "records_unreadable": None if self.expected is None else self.expected - read,
-        }
-
-    def skipped_so_far(self):
-        """Records skipped before the last delivered example (deterministic order)."""
-        last = int(self.last_position.numpy())
-        first, step = self.positions
-        if last < first:
-            return 0
-        return (last - first) // step + 1 - int(self.examples_delivered.numpy())
-
-    def summary(self, exhausted=True):
-        """One line for a log: what was delivered, skipped and lost."""
-        counts = self.as_dict()
-        skipped = counts["examples_skipped"] if exhausted else self.skipped_so_far()
-        line = (f"{counts['examples_delivered']} examples delivered, {skipped} skipped "
-                "(undecodable image, or no usable caption or ids)")
-        if exhausted:
-            line = f"{counts['records_read']} records read, " + line
-        if self.damage.regions:
-            line += (f"; {self.damage.regions} damaged region(s) skipped in "
-                     f"{_name_files(sorted(self.damage.files))}")
-        if exhausted and counts["records_unreadable"]:
-            line += f"; {counts['records_unreadable']} record(s) unreadable"
-        return line
 
 
 def list_shards(file_pattern):
@@ -94,7 +35,7 @@ def list_shards(file_pattern):
     files = [f for f in matches
              if not f.endswith(tfrecord_schema.SIDECAR_SUFFIX) and not tf.io.gfile.isdir(f)]
     if not files:
-        found = f" (only {_name_files(matches)}, no file)" if matches else ""
+        found = f" (only {name_files(matches)}, no file)" if matches else ""
         raise FileNotFoundError(f"No TFRecord files match {file_pattern!r}{found}.")
     return files
 
@@ -337,55 +278,6 @@ def batch_examples(examples, batch_size, tokenizer, drop_remainder, trim_token_i
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def check_first_records(files, tokenizer, context_length):
-    """Checks the schema on the first readable record; returns the ids' width.
-
-    Raises `ValueError` at once when no file holds a readable record (e.g.
-    GZIP-compressed shards, or files that are not TFRecords), when the
-    first record is no keras_clip example, or when it holds no `token_ids`
-    and no `tokenizer` is given. Returns `context_length`, or when that is
-    None and ids are stored, the first record's id width.
-    """
-    damage = record_reader.DamageCounter()
-    first = None
-    for path in files:
-        for record in record_reader.read_shard(tf.constant(path), record_reader
-                                               .offsets_table(), damage).take(1):
-            first = record
-        if first is not None:
-            break
-    if first is None:
-        raise ValueError(
-            f"No readable TFRecord in {_name_files(files)}{_compression_hint(files)}. "
-            "keras_clip reads uncompressed TFRecords written by `keras-clip "
-            "make-tfrecords`.")
-    try:
-        example = tfrecord_schema.parse_example(first)
-    # UnicodeDecodeError: TensorFlow's message quotes the record's raw bytes.
-    except (tf.errors.InvalidArgumentError, UnicodeDecodeError) as error:
-        reason = ("it does not parse as a tf.train.Example"
-                  if isinstance(error, UnicodeDecodeError) else _first_line(error))
-        raise ValueError(
-            f"{path}: its first record is not a keras_clip example ({reason}); write "
-            "shards with `keras-clip make-tfrecords`."
-        ) from None
-    captions = int(tf.size(example["captions"]))
-    if not captions:
-        raise ValueError(f"{path}: its first record has no caption; write shards with "
-                         "`keras-clip make-tfrecords`.")
-    if tokenizer is None:
-        ids = int(tf.size(example["token_ids"]))
-        if not ids:
-            raise ValueError(
-                f"{path}: records hold no token_ids: pass a tokenizer (TrainConfig."
-                "tokenizer, or make-tfrecords --tokenize to store ids).")
-        if ids % captions:
-            raise ValueError(f"{path}: its first record holds {ids} token ids for "
-                             f"{captions} captions, not one row per caption.")
-        context_length = context_length or ids // captions
-    return context_length
-
-
 def check_delivers(files, decode, stats):
     """Raises `ValueError` unless one pass over `files` delivers an example.
 
@@ -405,7 +297,7 @@ def check_delivers(files, decode, stats):
             decode(position, record)
             return
         except (tf.errors.OpError, ValueError) as error:
-            first_error = first_error or _first_line(error)
+            first_error = first_error or first_line(error)
     rest = decode_examples(records.skip(EAGER_PROBE), decode, probe, deterministic=True)
     for _ in rest.take(1):
         return
@@ -413,30 +305,8 @@ def check_delivers(files, decode, stats):
     if first_error:
         because = f" The first record fails with: {first_error.rstrip('.')}."
     raise ValueError(
-        f"No example could be read from {_name_files(files)}: {probe.summary()}.{because}"
+        f"No example could be read from {name_files(files)}: {probe.summary()}.{because}"
     )
-
-
-def _name_files(files):
-    named = ", ".join(files[:NAMED_FILES])
-    more = len(files) - NAMED_FILES
-    count = f"{len(files)} files: " if len(files) > 1 else ""
-    return count + named + (f" and {more} more" if more > 0 else "")
-
-
-def _compression_hint(files):
-    with tf.io.gfile.GFile(files[0], "rb") as file:
-        magic = file.read(2)
-    if magic == b"\x1f\x8b":
-        return f" ({'it looks' if len(files) == 1 else 'they look'} GZIP-compressed)"
-    return ""
-
-
-def _first_line(error):
-    """An error's first line, without TensorFlow's op and device decorations."""
-    message = getattr(error, "message", None) or str(error)
-    message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]( name:.*)?", "", message).strip()
-    return message.splitlines()[0].strip() if message else type(error).__name__
 
 
 def trim_to_longest(token_ids, multiple=TRIM_MULTIPLE):
