@@ -366,8 +366,6 @@ def _user_errors():
 
 def _message(error):
     text = getattr(error, "message", None) or str(error) or type(error).__name__
-    if isinstance(error, KeyError):
-        text = f"missing {text}"
     lines = [line for line in text.strip().splitlines() if line.strip()]
     # TensorFlow appends the graph's op trace: the first lines say what went wrong.
     return " ".join(lines[:1] if "tensorflow" in type(error).__module__ else lines)
