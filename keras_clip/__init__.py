@@ -1,24 +1,32 @@
 """keras_clip: CLIP (Radford et al., 2021) for Keras 3 on TensorFlow, JAX and PyTorch.
 
-Importing the package registers every layer and model, and the CLIPAdamW
-optimizer saved with trained models, with Keras, so `keras.saving.load_model`
-finds them. Choose the backend with the
-`KERAS_BACKEND` environment variable before the first import.
+`import keras_clip` before Keras is cheap: it loads neither Keras nor
+TensorFlow, so the `keras-clip` command answers `--help` at once, and each
+public name is loaded on first use. Imported after Keras, it registers its
+layers, models and the CLIPAdamW optimizer at once (Keras is there already),
+so `import keras, keras_clip` then `keras.saving.load_model(path)` works.
+`keras_clip.load_model(path)` works in any order. Choose the backend with
+the `KERAS_BACKEND` environment variable before the first use.
 """
 
-from keras_clip.models.clip_model import CLIPModel
-from keras_clip.models.loading import load_model
-from keras_clip.training.clip_adamw import CLIPAdamW
+import importlib
+import sys
+
+from keras_clip.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["CLIPAdamW", "CLIPModel", "CLIPTokenizer", "load_model"]
+_PUBLIC = {
+    "CLIPAdamW": "keras_clip.training.clip_adamw",
+    "CLIPModel": "keras_clip.models.clip_model",
+    "CLIPTokenizer": "keras_clip.data.clip_tokenizer",  # TensorFlow: loaded only if used
+    "load_model": "keras_clip.models.loading",
+    "load_tokenizer": "keras_clip.data.tokenizer_spec",
+}
+__all__ = sorted(_PUBLIC)
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
 
-
-def __getattr__(name):
-    # The tokenizer runs on TensorFlow; load it on first use so the model
-    # alone never imports TensorFlow on the JAX or PyTorch backends.
-    if name == "CLIPTokenizer":
-        from keras_clip.data.clip_tokenizer import CLIPTokenizer
-
-        return CLIPTokenizer
-    raise AttributeError(f"module 'keras_clip' has no attribute {name!r}")
+# What saved models name: the towers, their layers, CLIPModel, CLIPAdamW.
+REGISTERING_MODULES = ("keras_clip.models", "keras_clip.training.clip_adamw")
+if "keras" in sys.modules:
+    for _module in REGISTERING_MODULES:
+        importlib.import_module(_module)

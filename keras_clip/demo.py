@@ -61,7 +61,8 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     }
     tokenizer = CLIPTokenizer.train(splits["train"]["captions"], vocabulary_size=700,
                                     context_length=CONTEXT_LENGTH)
-    tokenizer.save_vocabulary(os.path.join(output_dir, "tokenizer"))
+    tokenizer_dir = os.path.join(output_dir, "tokenizer")
+    tokenizer.save_vocabulary(tokenizer_dir)
     print(f"1/4 writing {train_pairs} training pairs as TFRecords "
           f"(held out: {', '.join(' '.join(c) for c in shapes_dataset.held_out_combinations())})")
     pattern = shapes_dataset.write_tfrecords(
@@ -70,10 +71,9 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     print(f"2/4 training a tiny CLIP for {steps} steps of {batch_size}")
     result = train({
         "architecture": architecture(tokenizer.vocabulary_size()), "train_data": pattern,
-        "tokenizer": None, "batch_size": batch_size, "steps": steps,
-        "warmup_steps": steps // 10, "learning_rate": 2e-3, "weight_decay": 0.1,
-        "checkpoint_every": max(1, steps // 10), "resume": False, "seed": seed,
-        "output_dir": os.path.join(output_dir, "run"), "verbose": 2, "shuffle_buffer": 1024,
+        "tokenizer": tokenizer_dir, "recipe": "small", "batch_size": batch_size,
+        "steps": steps, "checkpoint_every": max(1, steps // 10), "resume": False,
+        "seed": seed, "output_dir": os.path.join(output_dir, "run"), "shuffle_buffer": 1024,
     })
     model = result.model
 
@@ -104,7 +104,10 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     if plots:
         from keras_clip import demo_plots
 
-        demo_plots.save_all(output_dir, result.history, model, tokenizer, splits, pool[best])
+        demo_plots.save_all(output_dir, result.history, model, tokenizer, splits, pool[best],
+                            [pool_captions[i] for i in best],
+                            best >= len(splits["validation"]["images"]),
+                            steps=steps, checkpoint_every=max(1, steps // 10))
     print(f"done in {time.time() - start:.0f} s; model: {result.model_path}")
     return report
 

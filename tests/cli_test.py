@@ -8,7 +8,9 @@ from keras_clip import cli
 def test_demo_command_passes_its_options(monkeypatch):
     # The demo itself runs end to end in demo_test; here only the parsing.
     calls = []
-    monkeypatch.setattr(cli, "run_demo", lambda **options: calls.append(options))
+    import keras_clip.demo
+
+    monkeypatch.setattr(keras_clip.demo, "run_demo", lambda **options: calls.append(options))
     assert cli.main(["demo", "--output-dir", "out", "--train-pairs", "64", "--steps", "2",
                      "--batch-size", "16", "--seed", "3", "--no-plots",
                      "--export-dir", ""]) == 0

@@ -7,7 +7,7 @@ from keras_clip.convert.converter import (
     load_weights,
     save_converted,
 )
-from keras_clip.convert.resolution import interpolate_positions, with_image_size
+from keras_clip.models.resolution import interpolate_positions, with_image_size
 
 __all__ = [
     "CheckpointError",

@@ -9,7 +9,11 @@ refused by name rather than dropped.
 
 import copy
 
-from keras_clip.models.clip_presets import CLIP_MEAN, CLIP_STD
+from keras_clip.models.clip_presets import (
+    CLIP_MEAN,
+    CLIP_STD,
+    default_preprocessing,
+)
 from keras_clip.models import clip_presets
 
 ACTIVATIONS = ("quick_gelu", "gelu")
@@ -59,17 +63,6 @@ HF_VISION_DEFAULTS = {
     "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
 }
 END_OF_TEXT_ID = 49407
-
-
-def default_preprocessing(image_size, context_length):
-    """OpenAI's preprocessing constants (bicubic, shortest side, centre crop)."""
-    return {
-        "image_size": image_size,
-        "context_length": context_length,
-        "mean": list(CLIP_MEAN),
-        "std": list(CLIP_STD),
-        "resize": "shortest_side_bicubic_then_center_crop",
-    }
 
 
 def preset_architecture(preset, activation):

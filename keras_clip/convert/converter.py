@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_clip.convert import architectures, weight_maps
 from keras_clip.convert.checkpoint_files import CheckpointError, read_checkpoint
-from keras_clip.convert.resolution import with_image_size
+from keras_clip.models.resolution import with_image_size
 from keras_clip.models.clip_presets import CLIP_MEAN, CLIP_STD
 from keras_clip.models import clip_presets
 from keras_clip.models.clip_model import CLIPModel

@@ -5,7 +5,6 @@ rules `"a b"` in priority order, the format keras-hub's BPE tokenizer takes.
 """
 
 import gzip
-import importlib.util
 import json
 import os
 
@@ -33,34 +32,20 @@ def vocabulary_from_merges(merges):
     return {token: i for i, token in enumerate(tokens)}
 
 
-def find_openai_merges_file():
-    """The path of OpenAI's merges file inside an installed package, or None.
-
-    OpenCLIP (`open_clip_torch`) ships it; its package is found without
-    being imported (importing it would need torchvision).
-    """
-    spec = importlib.util.find_spec("open_clip")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, OPENAI_MERGES_FILE)
-        if os.path.exists(path):
-            return path
-    return None
+# Shipped with the package (see assets/README.md): no download, no other package.
+SHIPPED_OPENAI_MERGES = os.path.join(os.path.dirname(__file__), "assets", OPENAI_MERGES_FILE)
 
 
 def load_openai_vocabulary(path=None):
     """`(vocabulary, merges)` from OpenAI's `bpe_simple_vocab_16e6.txt.gz`.
 
     Args:
-        path: the file (gzipped or plain). None looks for it in an installed
-            package that ships it (`pip install open_clip_torch --no-deps`).
+        path: the file (gzipped or plain). None reads the copy shipped with
+            keras_clip.
     """
-    path = path or find_openai_merges_file()
-    if path is None:
-        raise FileNotFoundError(
-            f"OpenAI's BPE merges file ({OPENAI_MERGES_FILE}) was not given and "
-            f"no installed package ships it. Pass its path, or install one "
-            f"that does: pip install --no-deps open_clip_torch"
-        )
+    path = path or SHIPPED_OPENAI_MERGES
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No BPE merges file at {path!r}.")
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as file:
         lines = file.read().split("\n")
@@ -144,4 +129,8 @@ def train_bpe_vocabulary(texts, vocabulary_size, min_frequency=2):
     merges = [" ".join(pair) if isinstance(pair, (list, tuple)) else pair
               for pair in json.loads(bpe.to_str())["model"]["merges"]]
     merges = merges[:num_merges]
+    if not merges and num_merges:
+        raise ValueError(
+            f"the captions hold no pair of symbols seen {min_frequency} times, so there "
+            "is nothing to learn: give more captions, or use the openai tokenizer.")
     return vocabulary_from_merges(merges), merges

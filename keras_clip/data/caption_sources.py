@@ -266,3 +266,15 @@ def _webdataset_pair(key, tar_path, files):
     else:
         return RawPair(key, tar_path, None, [], "no caption in the sample")
     return RawPair(key, tar_path, files[images[0]], captions, None)
+
+
+def count_table_rows(table_path):
+    """Rows of a caption table: a quick first pass, for a progress total."""
+    return sum(1 for _ in _table_rows(table_path))
+
+
+def table_captions(table_path):
+    """The caption of every well-formed row, as text (to train a tokenizer on)."""
+    for _, row, _ in _table_rows(table_path):
+        if row is not None and row["caption"].strip():
+            yield row["caption"]

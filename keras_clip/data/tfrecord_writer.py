@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import time
 
 import keras
 import tensorflow as tf
@@ -13,6 +14,7 @@ from PIL import Image
 
 from keras_clip.data import image_headers, image_ops, tfrecord_schema
 from keras_clip.data.text_cleaning import clean_text
+from keras_clip.progress_line import ProgressLine, duration
 
 # Formats TensorFlow decodes itself; anything else is re-encoded.
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
@@ -40,7 +42,8 @@ class WriteSummary:
         }
 
     def __str__(self):
-        lines = [f"written: {self.written} pairs in {len(self.shards)} shards"]
+        shards = f"{len(self.shards)} shard" + ("" if len(self.shards) == 1 else "s")
+        lines = [f"written: {self.written} pairs in {shards}"]
         lines += [f"skipped: {n} ({reason})" for reason, n in self.skipped.most_common()]
         lines += [f"changed: {n} ({what})" for what, n in self.changed.most_common()]
         return "\n".join(lines)
@@ -168,8 +171,7 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
     _start_output(output_prefix)
     summary = WriteSummary()
     shard = _ShardWriter(output_prefix, shard_size_mb * 2**20, summary)
-    progress = keras.utils.Progbar(expected_pairs, verbose=1 if verbose else 0,
-                                   unit_name="pair")
+    progress = _PairProgress(expected_pairs, verbose)
     with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
         results = _ordered_map(
             pool,
@@ -183,16 +185,48 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
             else:
                 shard.write(record)
                 summary.changed.update(outcome)
-            progress.update(count)
+            progress.update(count, summary)
+    progress.finish(summary)
     shard.close()
     removed = _remove_stale_shards(output_prefix, summary.shards)
     _write_atomically(f"{output_prefix}-summary.json",
                       json.dumps(summary.as_dict(), indent=2))
     if verbose:
-        print(f"\n{summary}")
+        print(summary)
         if removed:
             print(f"removed {removed} shard(s) of an earlier run at {output_prefix}")
     return summary
+
+
+class _PairProgress:
+    """`pairs N/TOTAL (P%)  written W  skipped S  R pairs/s  T left`, as it goes."""
+
+    def __init__(self, expected_pairs, verbose):
+        self.expected, self.verbose = expected_pairs, verbose
+        self.line = ProgressLine(every=1000)
+        self.count, self.started = 0, time.monotonic()
+
+    def update(self, count, summary, last=False):
+        self.count = count
+        if self.verbose:
+            self.line.update(count, lambda: self._text(summary), last=last)
+
+    def finish(self, summary):
+        self.update(self.count, summary, last=True)
+        if self.verbose:
+            self.line.end()
+
+    def _text(self, summary):
+        elapsed = time.monotonic() - self.started
+        rate = self.count / elapsed if elapsed > 0 else 0.0
+        done = f"pairs {self.count:,}"
+        if self.expected:
+            done += f"/{self.expected:,} ({100 * self.count // max(self.expected, 1)}%)"
+        parts = [done, f"written {summary.written:,}",
+                 f"skipped {sum(summary.skipped.values()):,}", f"{rate:,.0f} pairs/s"]
+        if self.expected and rate and self.count < self.expected:
+            parts.append(f"{duration((self.expected - self.count) / rate)} left")
+        return "  ".join(parts)
 
 
 def _check_options(shard_size_mb, num_workers, max_shorter_side, max_caption_chars):

@@ -15,6 +15,19 @@ from keras_clip.models.vision_transformer import VisionTransformer
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
+
+
+def default_preprocessing(image_size, context_length):
+    """OpenAI's preprocessing record (bicubic, shortest side, centre crop)."""
+    return {
+        "image_size": image_size,
+        "context_length": context_length,
+        "mean": list(CLIP_MEAN),
+        "std": list(CLIP_STD),
+        "resize": "shortest_side_bicubic_then_center_crop",
+    }
+
+
 TOWERS = {
     cls.__name__: cls
     for cls in (VisionTransformer, ModifiedResNet, TextTransformer, BagOfWordsEncoder)
@@ -154,3 +167,28 @@ def build_towers_from(architecture, dtype=None):
             TOWERS[class_name](**arguments, dtype=dtype, name=f"{part}_encoder")
         )
     return tuple(towers)
+
+
+def architecture_with(architecture, image_size=None, context_length=None,
+                      vocabulary_size=None, end_of_text_id=None):
+    """A copy of preset data at another image size, context length or vocabulary.
+
+    None keeps a value. A new vocabulary also sets the text transformer's
+    end-of-text id (the tokenizer's), which its pooling reads.
+
+    Example:
+    >>> architecture_with(PRESETS["tiny-vit"], image_size=64)["image"][1]["image_size"]
+    64
+    """
+    (image_class, image_args), (text_class, text_args) = (
+        architecture["image"], architecture["text"])
+    image_args, text_args = dict(image_args), dict(text_args)
+    if image_size is not None:
+        image_args["image_size"] = image_size
+    if context_length is not None:
+        text_args["context_length"] = context_length
+    if vocabulary_size is not None and vocabulary_size != text_args["vocabulary_size"]:
+        text_args["vocabulary_size"] = vocabulary_size
+        if text_class == "TextTransformer":
+            text_args["end_of_text_id"] = end_of_text_id
+    return {"image": [image_class, image_args], "text": [text_class, text_args]}

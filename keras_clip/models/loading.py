@@ -1,5 +1,6 @@
 """`load_model`: any saved keras_clip model, by its path."""
 
+import importlib
 import os
 import zipfile
 
@@ -19,15 +20,18 @@ def load_model(path, compile=True):
         compile: also restore the optimizer and its state (to train on);
             False loads the weights for inference only.
 
-    Importing keras_clip registers its layers, so `keras.saving.load_model`
-    works too once `keras_clip` is imported; this function needs no import
-    order and says what is wrong with a path that is no model.
+    It needs nothing imported first (it loads the modules that register
+    keras_clip's layers, models and optimizer), and says what is wrong with
+    a path that is no model. `keras.saving.load_model` works too once
+    `keras_clip` is imported after Keras.
 
     Example:
     >>> model = keras_clip.load_model("runs/clip/model.keras")
     """
-    # Registers the layers, models and optimizer that saved files name.
-    import keras_clip  # noqa: F401
+    import keras_clip
+
+    for module in keras_clip.REGISTERING_MODULES:  # what saved files name
+        importlib.import_module(module)
 
     path = os.fspath(path)
     if os.path.isdir(path):

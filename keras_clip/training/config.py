@@ -9,94 +9,113 @@ values, and data patterns that match no file.
 import dataclasses
 import json
 import math
+import textwrap
 import typing
+
+from keras_clip.data import tokenizer_spec
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker", "tpu", "data_parallel")
 
 
+# What `recipe` sets when a key is left unset. "paper": Radford et al.'s
+# optimiser for 32k batches. "small": a few thousand captioned images and a
+# tiny model, as `keras-clip demo` trains (benchmarks/small_recipe.py).
+# Both warm up for a tenth of the run, at most the paper's 2,000 steps.
+RECIPES = {
+    "paper": {"learning_rate": 5e-4, "weight_decay": 0.2},
+    "small": {"learning_rate": 2e-3, "weight_decay": 0.1},
+}
+MAX_WARMUP_STEPS = 2000
+DEFAULT_PRESET = "tiny-vit"
+
+
+def _key(default, help):
+    """A config key with its one-line help (`keras-clip train --help` lists them)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """What `keras_clip.training.train` needs; defaults follow the paper.
+    """What `keras_clip.training.train` needs: one flat, JSON-friendly record.
 
-    Model:
-        preset: a name in `CLIPModel.presets`, or a `.keras` file to start
-            from (fine-tuning; its weights are the WiSE-FT starting point).
-        architecture: a custom model instead of a preset, as preset data:
-            `{"image": [class_name, {args}], "text": [class_name, {args}]}`.
-        remat: recompute each transformer block's activations in the
-            backward pass (gradient checkpointing) to save memory; a
-            ModifiedResNet's batch-normed bottlenecks are not recomputed.
-    Data (keras_clip TFRecords, see `make_dataset`):
-        train_data: glob of training shards (required).
-        validation_data: optional glob of evaluation shards.
-        tokenizer: `"openai"`, the path of a BPE merges file, or None to use
-            the token ids stored in the records.
-        batch_size: the global batch, split evenly across replicas.
-        steps: optimizer steps; or `epochs` passes over the training data
-            (counted from the shards' sidecar files). Exactly one of them.
-        shuffle_buffer, seed: the shuffle and augmentation; `deterministic`
-            keeps the input order independent of thread timing, which exact
-            resumption needs.
-    Optimizer (AdamW, decoupled decay on weights only; warm-up then cosine):
-        learning_rate, warmup_steps, weight_decay, beta_1; beta_2 and epsilon
-        default by image tower (ViT 0.98/1e-6, ResNet 0.999/1e-8);
-        gradient_clip_norm (global norm, None: off); tower_learning_rate_scale
-        multiplies the learning rate of everything but the projections and
-        the temperature (fine-tuning: < 1).
-    Fine-tuning:
-        lock_image_tower / lock_text_tower freeze a tower (LiT locks the
-        image tower); image_unlocked_blocks / text_unlocked_blocks then
-        unfreeze its last N residual blocks and everything after them.
-        wise_ft_alpha: also save the weight-space ensemble
-        `(1 - alpha) · start + alpha · fine-tuned` (WiSE-FT).
-    Run:
-        precision: "float32", "mixed_bfloat16" or "mixed_float16" (with
-            dynamic loss scaling).
-        distribution: "auto" picks TPU, several workers (TF_CONFIG), several
-            GPUs, or JAX data parallelism over all devices; or name one.
-        output_dir: checkpoints/, logs/ (TensorBoard) and model.keras.
-        checkpoint_every: steps between checkpoints (and one at the end);
-            Keras' progress bar counts these intervals as its "epochs".
-        keep_checkpoints: how many recent checkpoints to keep.
-        resume: continue from the latest checkpoint in output_dir.
-        log_every: steps between TensorBoard points.
-        verbose: Keras' progress output (0, 1 or 2).
+    Each key's help is its field's `metadata["help"]`; `describe_keys()`
+    lists them (as `keras-clip train --help` does). Keys left None take
+    their value from `recipe`, the preset or the run's length;
+    `train` writes the values it used to `output_dir/config.json`.
+
+    Example:
+    >>> TrainConfig(train_data="data/train-*.tfrecord", steps=300, recipe="small")
     """
 
-    preset: str = "tiny-vit"
-    architecture: typing.Optional[dict] = None
-    remat: bool = False
-    train_data: str = ""
-    validation_data: typing.Optional[str] = None
-    tokenizer: typing.Optional[str] = "openai"
-    batch_size: int = 64
-    steps: typing.Optional[int] = None
-    epochs: typing.Optional[int] = None
-    shuffle_buffer: int = 2048
-    seed: int = 0
-    deterministic: bool = True
-    learning_rate: float = 5e-4
-    warmup_steps: int = 2000
-    weight_decay: float = 0.2
-    beta_1: float = 0.9
-    beta_2: typing.Optional[float] = None
-    epsilon: typing.Optional[float] = None
-    gradient_clip_norm: typing.Optional[float] = None
-    tower_learning_rate_scale: float = 1.0
-    lock_image_tower: bool = False
-    image_unlocked_blocks: int = 0
-    lock_text_tower: bool = False
-    text_unlocked_blocks: int = 0
-    wise_ft_alpha: typing.Optional[float] = None
-    precision: str = "float32"
-    distribution: str = "auto"
-    output_dir: str = "runs/clip"
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    resume: bool = True
-    log_every: int = 50
-    verbose: int = 1
+    # Model
+    preset: typing.Optional[str] = _key(
+        None, f"a preset name (see CLIPModel.presets; default {DEFAULT_PRESET}), or a "
+        ".keras file or model directory to fine-tune")
+    architecture: typing.Optional[dict] = _key(
+        None, 'instead of a preset: {"image": [class, {args}], "text": [class, {args}]}')
+    image_size: typing.Optional[int] = _key(
+        None, "image side in pixels (default: the preset's); a fine-tuned ViT's "
+        "positions are interpolated")
+    context_length: typing.Optional[int] = _key(
+        None, "tokens per caption (default: the preset's)")
+    remat: bool = _key(False, "recompute transformer blocks in the backward pass "
+                       "(less memory)")
+    # Data
+    train_data: str = _key("", "glob of training TFRecord shards (required)")
+    validation_data: typing.Optional[str] = _key(None, "glob of validation shards")
+    tokenizer: typing.Optional[str] = _key(
+        "openai", f"{tokenizer_spec.HELP}; null: the ids stored in the records")
+    batch_size: int = _key(64, "global batch, split evenly across replicas")
+    steps: typing.Optional[int] = _key(None, "optimizer steps (set this or epochs)")
+    epochs: typing.Optional[int] = _key(
+        None, "passes over train_data, counted from the shards' sidecars")
+    shuffle_buffer: int = _key(2048, "examples in the shuffle buffer")
+    seed: int = _key(0, "seed of shuffling, augmentation and initial weights")
+    deterministic: bool = _key(True, "input order independent of thread timing "
+                               "(exact resumption needs it)")
+    # Optimizer: AdamW, decoupled decay on weights only; warm-up then cosine.
+    recipe: str = _key("paper", "defaults of unset optimizer keys: 'paper' "
+                       "(lr 5e-4, decay 0.2) or 'small' (lr 2e-3, decay 0.1)")
+    learning_rate: typing.Optional[float] = _key(None, "peak learning rate "
+                                                 "(default: the recipe's)")
+    warmup_steps: typing.Optional[int] = _key(
+        None, f"linear warm-up steps (default: a tenth of the run, at most "
+        f"{MAX_WARMUP_STEPS})")
+    weight_decay: typing.Optional[float] = _key(
+        None, "decoupled weight decay on kernels (default: the recipe's)")
+    beta_1: float = _key(0.9, "Adam beta_1")
+    beta_2: typing.Optional[float] = _key(None, "Adam beta_2 (default: 0.98 ViT, "
+                                          "0.999 ResNet)")
+    epsilon: typing.Optional[float] = _key(None, "Adam epsilon (default: 1e-6 ViT, "
+                                           "1e-8 ResNet)")
+    gradient_clip_norm: typing.Optional[float] = _key(None, "clip gradients to this "
+                                                      "global norm (null: off)")
+    tower_learning_rate_scale: float = _key(
+        1.0, "learning rate factor of the towers, not projections or temperature "
+        "(fine-tuning: < 1)")
+    # Fine-tuning
+    lock_image_tower: bool = _key(False, "freeze the image tower (LiT)")
+    image_unlocked_blocks: int = _key(0, "with a locked image tower: train its last N "
+                                      "blocks")
+    lock_text_tower: bool = _key(False, "freeze the text tower")
+    text_unlocked_blocks: int = _key(0, "with a locked text tower: train its last N "
+                                     "blocks")
+    wise_ft_alpha: typing.Optional[float] = _key(
+        None, "also save wise_ft.keras, (1 - alpha) start + alpha fine-tuned (WiSE-FT)")
+    # Run
+    precision: str = _key("float32", "float32, mixed_bfloat16 or mixed_float16")
+    distribution: str = _key("auto", "auto, none, mirrored, multi_worker, tpu or "
+                             "data_parallel")
+    output_dir: str = _key("runs/clip", "where model.keras, its tokenizer, "
+                           "config.json, checkpoints/ and logs/ go")
+    checkpoint_every: int = _key(500, "steps between checkpoints (and one at the end)")
+    keep_checkpoints: int = _key(2, "recent checkpoints kept")
+    resume: bool = _key(True, "continue from the latest checkpoint in output_dir")
+    log_every: int = _key(50, "steps between TensorBoard points and progress lines "
+                          "when not on a terminal")
+    verbose: int = _key(1, "0: quiet, 1: progress bar on a terminal, 2: a line per "
+                        "log_every steps")
 
     def __post_init__(self):
         problems = list(_type_problems(self)) or list(_value_problems(self))
@@ -116,6 +135,20 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def resolved(self, total_steps):
+        """This config with the recipe's and the run length's defaults filled in.
+
+        The model's image size and context length are filled by `train`,
+        which knows the model.
+        """
+        values = {key: value for key, value in RECIPES[self.recipe].items()
+                  if getattr(self, key) is None}
+        if self.warmup_steps is None:
+            values["warmup_steps"] = min(MAX_WARMUP_STEPS, total_steps // 10)
+        if self.preset is None and self.architecture is None:
+            values["preset"] = DEFAULT_PRESET
+        return dataclasses.replace(self, **values)
 
     def check_data(self):
         """Raises if a data pattern matches no file (before anything is built)."""
@@ -195,10 +228,19 @@ def _value_problems(config):
         if value is not None and value < 1:
             yield f"{key} must be at least 1, got {value}"
     for key in ("warmup_steps", "image_unlocked_blocks", "text_unlocked_blocks"):
-        if getattr(config, key) < 0:
-            yield f"{key} must be at least 0, got {getattr(config, key)}"
-    if config.steps is not None and config.warmup_steps >= config.steps:
+        value = getattr(config, key)
+        if value is not None and value < 0:
+            yield f"{key} must be at least 0, got {value}"
+    if None not in (config.steps, config.warmup_steps) and config.warmup_steps >= config.steps:
         yield f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})"
+    if config.recipe not in RECIPES:
+        yield f"recipe must be one of {', '.join(RECIPES)}, got {config.recipe!r}"
+    if config.preset is not None and config.architecture is not None:
+        yield "set preset or architecture, not both"
+    for key, least in (("image_size", 1), ("context_length", 2)):
+        value = getattr(config, key)
+        if value is not None and value < least:
+            yield f"{key} must be at least {least}, got {value}"
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
     if config.distribution not in DISTRIBUTIONS:
@@ -206,9 +248,11 @@ def _value_problems(config):
                f"got {config.distribution!r}")
     if config.wise_ft_alpha is not None and not 0.0 <= config.wise_ft_alpha <= 1.0:
         yield f"wise_ft_alpha must be in [0, 1], got {config.wise_ft_alpha}"
-    if config.learning_rate <= 0 or config.tower_learning_rate_scale < 0:
-        yield "learning_rate must be positive and tower_learning_rate_scale not negative"
-    if config.weight_decay < 0:
+    if config.learning_rate is not None and config.learning_rate <= 0:
+        yield f"learning_rate must be positive, got {config.learning_rate}"
+    if config.tower_learning_rate_scale < 0:
+        yield f"tower_learning_rate_scale must not be negative, got {config.tower_learning_rate_scale}"
+    if config.weight_decay is not None and config.weight_decay < 0:
         yield f"weight_decay must not be negative, got {config.weight_decay}"
     for key in ("beta_1", "beta_2"):
         value = getattr(config, key)
@@ -222,3 +266,14 @@ def _value_problems(config):
         yield f"verbose must be 0, 1 or 2, got {config.verbose}"
     if config.architecture is not None and set(config.architecture) != {"image", "text"}:
         yield "architecture must have exactly the keys 'image' and 'text'"
+
+
+def describe_keys(width=79):
+    """Every config key with its default and one line of help, for `--help`."""
+    lines = []
+    for field in dataclasses.fields(TrainConfig):
+        head = f"  {field.name} = {json.dumps(field.default)}"
+        lines.append(head)
+        lines += textwrap.wrap(field.metadata["help"], width, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)
+    return "\n".join(lines)

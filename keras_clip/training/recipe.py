@@ -34,18 +34,25 @@ def check_precision_runs_here(precision):
         )
 
 
-def make_optimizer(config, model, total_steps):
-    """`CLIPAdamW` with the schedule, betas and clipping of `config`."""
+def adam_defaults(config, model):
+    """`{"beta_2", "epsilon"}`: the config's, or the paper's for this image tower."""
     tower = "resnet" if isinstance(model.image_encoder, ModifiedResNet) else "vit"
     beta_2, epsilon = ADAM_DEFAULTS[tower]
+    return {"beta_2": beta_2 if config.beta_2 is None else config.beta_2,
+            "epsilon": epsilon if config.epsilon is None else config.epsilon}
+
+
+def make_optimizer(config, model, total_steps):
+    """`CLIPAdamW` with the schedule, betas and clipping of `config`."""
+    adam = adam_defaults(config, model)
     optimizer = CLIPAdamW(
         learning_rate=learning_rate_schedule(
             config.learning_rate, config.warmup_steps, total_steps
         ),
         weight_decay=config.weight_decay,
         beta_1=config.beta_1,
-        beta_2=beta_2 if config.beta_2 is None else config.beta_2,
-        epsilon=epsilon if config.epsilon is None else config.epsilon,
+        beta_2=adam["beta_2"],
+        epsilon=adam["epsilon"],
         tower_learning_rate_scale=config.tower_learning_rate_scale,
         global_clipnorm=config.gradient_clip_norm,
     )

@@ -17,6 +17,7 @@ from keras_clip.training import fine_tuning, recipe
 from keras_clip.training.checkpointer import Checkpointer, latest_checkpoint
 from keras_clip.training.config import TrainConfig
 from keras_clip.training.distribution import select_distribution
+from keras_clip.training.progress import StepProgress
 from keras_clip.training.training_state_logger import TrainingStateLogger
 
 # Rematerialised layers: the transformer blocks of every tower, by their
@@ -58,6 +59,7 @@ def train(config, callbacks=()):
     distribution = select_distribution(config.distribution)
     distribution.check_batch_size(config.batch_size)
     total_steps = _total_steps(config)
+    config = config.resolved(total_steps)
     resumed = None
     if config.resume:
         resumed = latest_checkpoint(os.path.join(config.output_dir, "checkpoints"))
@@ -65,16 +67,22 @@ def train(config, callbacks=()):
     # Every worker writes the same files (saving is collective); only the
     # chief's land in output_dir.
     write_dir = config.output_dir if distribution.is_chief else tempfile.mkdtemp()
-    _write_config(config, write_dir)
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
     try:
         with distribution.scope():
-            model, start = _build_model(config, resumed, total_steps)
-            dataset = _training_data(config, model, start_step, distribution)
+            model, start, tokenizer = _build_model(config, resumed, total_steps)
+            config = dataclasses.replace(  # config.json records what was used
+                config, image_size=model.image_size, context_length=model.context_length,
+                **recipe.adam_defaults(config, model))
+            _write_config(config, write_dir)
+            if tokenizer is not None:  # output_dir becomes a preset directory
+                _save_tokenizer(tokenizer, model, write_dir)
+            dataset = _training_data(config, model, tokenizer, start_step, distribution)
             callbacks = [
-                TrainingStateLogger(config.log_every),
+                TrainingStateLogger(config.log_every),  # before StepProgress: it shows them
+                StepProgress(total_steps, start_step, config.verbose, config.log_every),
                 Checkpointer(os.path.join(write_dir, "checkpoints"), config.checkpoint_every,
                              total_steps, start_step, config.keep_checkpoints),
                 keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"),
@@ -89,10 +97,10 @@ def train(config, callbacks=()):
                     epochs=math.ceil(total_steps / steps_per_epoch),
                     initial_epoch=start_step // steps_per_epoch,
                     steps_per_epoch=steps_per_epoch,
-                    validation_data=_validation_data(config, model),
+                    validation_data=_validation_data(config, model, tokenizer),
                     callbacks=callbacks,
                     shuffle=False,  # make_dataset shuffles (seeded, resumable)
-                    verbose=config.verbose,
+                    verbose=0,  # StepProgress counts steps, on terminals and in logs
                 ).history
             _report_skips(dataset, config.verbose)
         result = _finish(config, write_dir, model, start, history, total_steps, distribution)
@@ -115,7 +123,7 @@ def _total_steps(config):
             f"(written by make-tfrecords), which {config.train_data!r} lacks; set steps."
         )
     total = records // config.batch_size * config.epochs
-    if total <= config.warmup_steps:
+    if config.warmup_steps is not None and total <= config.warmup_steps:
         raise ValueError(
             f"Invalid training config: {config.epochs} epoch(s) of {records} examples are "
             f"{total} steps of {config.batch_size}, not more than warmup_steps="
@@ -125,37 +133,81 @@ def _total_steps(config):
 
 
 def _build_model(config, resumed, total_steps):
-    """The model to train (compiled), and the one it started from (WiSE-FT)."""
+    """The model to train (compiled), the one it started from (WiSE-FT), the tokenizer."""
     with remat_scope(config.remat):
         if resumed:
             # Weights, optimizer state and the step counter, as saved.
             model = load_model(resumed[1])
+            tokenizer = _tokenizer(config, model.context_length)
         else:
-            model = _new_model(config)
+            model, tokenizer = _new_model(config)
         start = None
         if config.wise_ft_alpha is not None:
-            start = _new_model(config) if config.preset.endswith(".keras") else None
-            if start is None:
+            if not _is_saved_model(config.preset):
                 raise ValueError(
                     "Invalid training config: wise_ft_alpha needs preset to be a "
-                    ".keras file to start from."
+                    ".keras file or model directory to start from."
                 )
+            start = _new_model(config)[0]
+    _check_vocabulary(config, model, tokenizer)
     if not resumed:
         if config.lock_image_tower:
             fine_tuning.lock_tower(model.image_encoder, config.image_unlocked_blocks)
         if config.lock_text_tower:
             fine_tuning.lock_tower(model.text_encoder, config.text_unlocked_blocks)
         model.compile(optimizer=recipe.make_optimizer(config, model, total_steps))
-    return model, start
+    return model, start, tokenizer
+
+
+def _is_saved_model(preset):
+    return preset not in clip_presets.PRESETS and (
+        preset.endswith(".keras") or os.path.isdir(preset))
 
 
 def _new_model(config):
+    """A fresh or loaded model at the config's sizes, and its tokenizer."""
+    if config.preset is not None and _is_saved_model(config.preset):
+        model = load_model(config.preset, compile=False)  # weights only: a new run
+        if config.image_size not in (None, model.image_size):
+            from keras_clip.models.resolution import with_image_size
+
+            model = with_image_size(model, config.image_size)
+        if config.context_length not in (None, model.context_length):
+            raise ValueError(
+                f"Invalid training config: context_length={config.context_length}, but "
+                f"{config.preset} reads {model.context_length} tokens (fixed by its "
+                "positional embeddings).")
+        return model, _tokenizer(config, model.context_length)
     if config.architecture is not None:
-        image, text = clip_presets.build_towers_from(config.architecture, config.precision)
-        return CLIPModel(image, text)
-    if config.preset.endswith(".keras"):
-        return load_model(config.preset, compile=False)
-    return CLIPModel.from_preset(config.preset, dtype=config.precision)
+        architecture = config.architecture
+    elif config.preset in clip_presets.PRESETS:
+        architecture = clip_presets.PRESETS[config.preset]
+    else:
+        CLIPModel.from_preset(config.preset)  # raises, naming the presets
+    context_length = config.context_length or architecture["text"][1]["context_length"]
+    tokenizer = _tokenizer(config, context_length)
+    vocabulary = {}
+    if tokenizer is not None:
+        vocabulary = dict(vocabulary_size=tokenizer.vocabulary_size(),
+                          end_of_text_id=tokenizer.end_token_id)
+    architecture = clip_presets.architecture_with(
+        architecture, config.image_size, config.context_length, **vocabulary)
+    image, text = clip_presets.build_towers_from(architecture, config.precision)
+    name = clip_presets.model_name(config.preset) if config.preset else "clip"
+    return CLIPModel(image, text, name=name), tokenizer
+
+
+def _check_vocabulary(config, model, tokenizer):
+    """A tokenizer whose ids the text tower cannot embed is refused up front."""
+    if tokenizer is None:
+        return
+    size = model.text_encoder.get_config()["vocabulary_size"]
+    if tokenizer.vocabulary_size() != size:
+        raise ValueError(
+            f"Invalid training config: tokenizer {config.tokenizer!r} has "
+            f"{tokenizer.vocabulary_size()} ids but the model's text tower embeds {size}; "
+            "pass the tokenizer the model was trained with (train saves it in its "
+            "output_dir).")
 
 
 def remat_scope(remat):
@@ -165,21 +217,34 @@ def remat_scope(remat):
     return keras.RematScope(mode="list_of_layers", layer_names=REMAT_LAYERS)
 
 
-def _tokenizer(config, model):
+def _tokenizer(config, context_length):
     if config.tokenizer is None:
         return None
-    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.data.tokenizer_spec import load_tokenizer
 
-    path = None if config.tokenizer == "openai" else config.tokenizer
-    return CLIPTokenizer.from_openai(path, context_length=model.context_length)
+    return load_tokenizer(config.tokenizer, context_length)
 
 
-def _training_data(config, model, start_step, distribution):
+def _save_tokenizer(tokenizer, model, directory):
+    """vocab.json, merges.txt and preprocessing.json, as `convert` writes them.
+
+    With model.keras beside them, `output_dir` loads like a converted preset
+    (`load_model`, `load_tokenizer`, `--model output_dir`).
+    """
+    from keras_clip.data.tokenizer_spec import PREPROCESSING_FILE
+
+    tokenizer.save_vocabulary(directory)
+    preprocessing = clip_presets.default_preprocessing(model.image_size, model.context_length)
+    with open(os.path.join(directory, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
+        json.dump(preprocessing, file, indent=2)
+
+
+def _training_data(config, model, tokenizer, start_step, distribution):
     from keras_clip.data import dataset
 
     options = dict(
         image_size=model.image_size, batch_size=config.batch_size, training=True,
-        tokenizer=_tokenizer(config, model), shuffle_buffer=config.shuffle_buffer,
+        tokenizer=tokenizer, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
         deterministic=config.deterministic, context_length=model.context_length,
     )
@@ -190,14 +255,14 @@ def _training_data(config, model, start_step, distribution):
     return dataset.make_dataset(config.train_data, **options)
 
 
-def _validation_data(config, model):
+def _validation_data(config, model, tokenizer):
     if not config.validation_data:
         return None
     from keras_clip.data.dataset import make_dataset
 
     return make_dataset(
         config.validation_data, image_size=model.image_size,
-        batch_size=config.batch_size, training=False, tokenizer=_tokenizer(config, model),
+        batch_size=config.batch_size, training=False, tokenizer=tokenizer,
         context_length=model.context_length,
     )
 

@@ -31,12 +31,9 @@ def test_cli_evaluate_skips_unreadable_images_and_writes_json(tmp_path, capsys):
     folder = make_folder(tmp_path / "f")
     model = CLIPModel.from_preset("tiny-vit")
     model.save(str(tmp_path / "m.keras"))
-    tokenizer = CLIPTokenizer.train(["a photo of a chat noir", "café au lait"] * 4,
-                                    vocabulary_size=600, context_length=16)
-    tokenizer.save_vocabulary(str(tmp_path / "tok"))
+    CLIPTokenizer.from_openai(context_length=16).save_vocabulary(str(tmp_path / "tok"))
     arguments = ["evaluate", "--model", str(tmp_path / "m.keras"), "--folder", str(folder),
-                 "--vocabulary", str(tmp_path / "tok" / "vocab.json"),
-                 "--merges", str(tmp_path / "tok" / "merges.txt"),
+                 "--tokenizer", str(tmp_path / "tok"),
                  "--json", str(tmp_path / "report.json")]
     assert cli.main(arguments) == 0
     report = json.loads((tmp_path / "report.json").read_text())["zero_shot"]

@@ -177,8 +177,7 @@ def test_cli_export_writes_the_next_version(tmp_path, capsys):
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
 
     model = CLIPModel.from_preset("tiny-vit")
-    tokenizer = CLIPTokenizer.train(["a cat", "a dog"] * 4, vocabulary_size=600,
-                                    context_length=16)
+    tokenizer = CLIPTokenizer.from_openai(context_length=16)  # tiny-vit's vocabulary
     preset = str(tmp_path / "preset")  # model.keras + tokenizer, as convert writes
     save_converted(model, tokenizer, {"context_length": 16}, preset)
     (tmp_path / "classes.txt").write_text("cat\ndog\n")
@@ -186,8 +185,7 @@ def test_cli_export_writes_the_next_version(tmp_path, capsys):
                  "--classes", str(tmp_path / "classes.txt")]
     assert cli.main(arguments) == 0
     assert cli.main(arguments[:2] + [os.path.join(preset, "model.keras")] + arguments[3:] + [
-        "--vocabulary", os.path.join(preset, "vocab.json"),
-        "--merges", os.path.join(preset, "merges.txt"), "--xla"]) == 0
+        "--tokenizer", os.path.join(preset, "merges.txt"), "--xla"]) == 0
     assert sorted(os.listdir(tmp_path / "served")) == ["1", "2"]
     assert not xla_marked_functions(str(tmp_path / "served" / "1"))
     assert xla_marked_functions(str(tmp_path / "served" / "2"))

@@ -69,6 +69,11 @@ BAD_SETS = [  # (id, --set overrides, phrases)
     ("preset-missing-file", ["preset=/nowhere/model.keras"], ["No model file"]),
     ("tokenizer-missing-file", ["tokenizer=/nowhere/merges.txt"], ["/nowhere/merges.txt"]),
     ("shuffle-buffer-zero", ["shuffle_buffer=0"], ["shuffle_buffer must be at least 1"]),
+    ("recipe-typo", ["recipe=smal"], ["recipe must be one of paper, small"]),
+    ("image-size-zero", ["image_size=0"], ["image_size must be at least 1"]),
+    ("image-size-not-patches", ["image_size=36"], ["image_size", "36"]),
+    ("context-length-one", ["context_length=1"], ["context_length must be at least 2"]),
+    ("tokenizer-folder-without-files", ["tokenizer=/"], ["has no vocab.json"]),
 ]
 
 
@@ -174,6 +179,14 @@ COMMAND_ERRORS = [  # (id, argv maker(tmp), phrases)
      ["without model.keras"]),
     ("export-model-missing", lambda t: ["export", "--model", t / "none.keras",
                                         "--output", t / "o"], ["No model file"]),
+    ("tokenizer-nowhere", lambda t: ["make-tfrecords", "--table", _table(t), "--output",
+                                     t / "o", "--tokenizer", t / "none"],
+     ["no tokenizer at", "expected 'openai'"]),
+    ("train-tokenizer-no-captions", lambda t: ["train-tokenizer", "--table", _empty_table(t),
+                                               "--output", t / "tok"],
+     ["found no captions"]),
+    ("train-tokenizer-too-few", lambda t: ["train-tokenizer", "--table", _table(t),
+                                           "--output", t / "tok"], ["nothing to learn"]),
     ("convert-file-missing", lambda t: ["convert", t / "none.pt", "--from", "openai",
                                         "--preset", "tiny-vit", "--out", t / "o"],
      ["No checkpoint file"]),
@@ -185,6 +198,17 @@ def _output_under_file(tmp):
     (tmp / "t.csv").write_text("filepath,caption\na.jpg,x\n")
     (tmp / "file").write_text("")
     return ["make-tfrecords", "--table", tmp / "t.csv", "--output", tmp / "file" / "p"]
+
+
+def _table(tmp):
+    (tmp / "a.jpg").write_bytes(encode(noise()))
+    (tmp / "t.csv").write_text("filepath,caption\na.jpg,x\n")
+    return tmp / "t.csv"
+
+
+def _empty_table(tmp):
+    (tmp / "t.csv").write_text("filepath,caption\n")
+    return tmp / "t.csv"
 
 
 def _junk(tmp):

@@ -20,12 +20,9 @@ def model_and_tokenizer(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
     model = CLIPModel.from_preset("tiny-vit")
     model.save(str(root / "m.keras"))
-    tokenizer = CLIPTokenizer.train(["a photo of a cat", "a dog", "a bird"] * 4,
-                                    vocabulary_size=600, context_length=16)
-    tokenizer.save_vocabulary(str(root / "tok"))
+    tokenizer = CLIPTokenizer.from_openai(context_length=16)  # tiny-vit's vocabulary
     (root / "templates.txt").write_text("a photo of a {}.\n")  # one prompt: fast
-    argv = ["--model", root / "m.keras", "--vocabulary", root / "tok" / "vocab.json",
-            "--merges", root / "tok" / "merges.txt", "--templates", root / "templates.txt"]
+    argv = ["--model", root / "m.keras", "--templates", root / "templates.txt"]
     return model, tokenizer, argv
 
 

@@ -1,0 +1,179 @@
+"""`keras-clip demo`, `make-tfrecords` and `train-tokenizer`."""
+
+import glob
+import os
+
+from keras_clip.commands.arguments import (
+    add_command,
+    add_tokenizer_argument,
+    at_least,
+    positive_float,
+)
+
+DEMO_EXAMPLE = """example:
+  keras-clip demo                      # TensorFlow backend, about 3 minutes on 2 cores
+  KERAS_BACKEND=jax keras-clip demo --output-dir /tmp/demo
+"""
+
+
+def demo_parser(subparsers):
+    parser = add_command(
+        subparsers, "demo", DEMO_EXAMPLE,
+        help="generate the built-in shapes dataset, train a tiny CLIP, evaluate it",
+        description=(
+            "Draws a dataset of coloured shapes with captions (nothing to "
+            "download), writes it as TFRecords, trains a tiny CLIP with "
+            "keras-clip's trainer, and reports zero-shot accuracy on "
+            "colour-shape combinations never seen in training and retrieval "
+            "recall, next to chance; then answers a text->image query."
+        ),
+    )
+    parser.add_argument("--output-dir", default="keras_clip_demo")
+    parser.add_argument("--train-pairs", type=at_least(1), default=4000)
+    parser.add_argument("--steps", type=at_least(1), default=800, help="training steps")
+    parser.add_argument("--batch-size", type=at_least(1), default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
+    parser.add_argument("--export-dir", default="saved_models/demo",
+                        help="TF Serving directory for the trained model ('' to skip)")
+
+
+def demo(args):
+    from keras_clip.demo import run_demo
+
+    run_demo(output_dir=args.output_dir, train_pairs=args.train_pairs,
+             steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+             plots=not args.no_plots, export_dir=args.export_dir)
+    return 0
+
+
+MAKE_TFRECORDS_EXAMPLE = """examples:
+  keras-clip make-tfrecords --table captions.csv --output data/train
+  keras-clip make-tfrecords --webdataset 'shards/*.tar' --output data/train \\
+      --shard-size-mb 200 --workers 8 --tokenizer openai
+
+captions.csv has a header row with the columns filepath and caption; paths
+are relative to the table's folder (or --images). TSV and JSONL work too.
+"""
+
+
+def _add_source_arguments(parser):
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--table", help="CSV, TSV or JSONL with filepath,caption")
+    source.add_argument("--webdataset", help="glob of WebDataset .tar shards")
+
+
+def make_tfrecords_parser(subparsers):
+    parser = add_command(
+        subparsers, "make-tfrecords", MAKE_TFRECORDS_EXAMPLE,
+        help="write image–caption pairs as sharded TFRecords",
+        description=(
+            "Reads pairs from a CSV/TSV/JSONL table (columns filepath, caption) "
+            "or from WebDataset tar shards (KEY.jpg + KEY.txt), checks and "
+            "cleans them, and writes OUTPUT-NNNNN.tfrecord shards with a summary "
+            "of what was written and why anything was skipped."
+        ),
+    )
+    _add_source_arguments(parser)
+    parser.add_argument("--images", help="folder the table's paths are relative to "
+                        "(default: the table's folder)")
+    parser.add_argument("--output", required=True, help="path prefix of the shards")
+    parser.add_argument("--shard-size-mb", type=positive_float, default=100)
+    parser.add_argument("--workers", type=at_least(1), default=4)
+    parser.add_argument("--max-shorter-side", type=at_least(0), default=512,
+                        help="downscale larger images to this shorter side (0: never)")
+    add_tokenizer_argument(parser, "store no token ids (train tokenizes each batch)")
+    parser.add_argument("--context-length", type=at_least(2), default=77,
+                        help="with --tokenizer: ids stored per caption")
+
+
+def _webdataset_tars(pattern):
+    tars = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+    if not tars:
+        raise FileNotFoundError(f"No tar shards match {pattern!r}.")
+    return tars
+
+
+def _check_table(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No caption table at {path!r}.")
+
+
+def make_tfrecords(args):
+    from keras_clip.data import caption_sources
+    from keras_clip.data.tfrecord_writer import write_tfrecords
+    from keras_clip.data.tokenizer_spec import load_tokenizer
+
+    expected = None
+    if args.table:
+        _check_table(args.table)
+        expected = caption_sources.count_table_rows(args.table)
+        pairs = caption_sources.read_caption_table(args.table, args.images)
+    else:
+        pairs = caption_sources.read_webdataset(_webdataset_tars(args.webdataset))
+    tokenizer = None
+    if args.tokenizer:
+        tokenizer = load_tokenizer(args.tokenizer, args.context_length)
+    summary = write_tfrecords(
+        pairs, args.output, shard_size_mb=args.shard_size_mb,
+        num_workers=args.workers, max_shorter_side=args.max_shorter_side,
+        tokenizer=tokenizer, expected_pairs=expected,
+    )
+    return 0 if summary.written else 1
+
+
+TRAIN_TOKENIZER_EXAMPLE = """examples:
+  keras-clip train-tokenizer --table captions.csv --output tokenizer
+  keras-clip train-tokenizer --webdataset 'shards/*.tar' --output tokenizer \\
+      --vocabulary-size 16384
+
+Then pass --tokenizer tokenizer to make-tfrecords, evaluate and export, and
+--set tokenizer=tokenizer to train (train saves it with the model).
+"""
+
+
+def train_tokenizer_parser(subparsers):
+    parser = add_command(
+        subparsers, "train-tokenizer", TRAIN_TOKENIZER_EXAMPLE,
+        help="learn a byte-level BPE vocabulary from your captions",
+        description=(
+            "Learns a new CLIP tokenizer (OpenAI's pre-split and id layout) from "
+            "the captions of a table or of WebDataset shards, for another "
+            "language or domain, and writes vocab.json, merges.txt and "
+            "preprocessing.json to OUTPUT."
+        ),
+    )
+    _add_source_arguments(parser)
+    parser.add_argument("--output", required=True, help="folder for the tokenizer files")
+    parser.add_argument("--vocabulary-size", type=at_least(514), default=8192,
+                        help="ids in all (fewer if the captions run out of pairs)")
+    parser.add_argument("--context-length", type=at_least(2), default=77)
+
+
+def _webdataset_captions(tars):
+    from keras_clip.data import caption_sources
+
+    for pair in caption_sources.read_webdataset(tars):
+        for caption in pair.captions:
+            yield caption.decode("utf-8", "replace")
+
+
+def train_tokenizer(args):
+    from keras_clip.data import caption_sources
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.data.tokenizer_spec import PREPROCESSING_FILE
+
+    if args.table:
+        _check_table(args.table)
+        captions = list(caption_sources.table_captions(args.table))
+    else:
+        captions = list(_webdataset_captions(_webdataset_tars(args.webdataset)))
+    if not captions:
+        raise ValueError("found no captions to learn a vocabulary from.")
+    tokenizer = CLIPTokenizer.train(captions, args.vocabulary_size, args.context_length)
+    tokenizer.save_vocabulary(args.output)
+    with open(os.path.join(args.output, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
+        file.write(f'{{"context_length": {args.context_length}}}\n')
+    print(f"learned {tokenizer.vocabulary_size()} ids from {len(captions):,} captions "
+          f"→ {args.output}/ (pass --tokenizer {args.output})")
+    return 0

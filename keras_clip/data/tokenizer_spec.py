@@ -1,0 +1,96 @@
+"""One way to name a tokenizer, the same for every command and for `train`.
+
+A tokenizer spec is a string:
+
+- `"openai"`: OpenAI's CLIP vocabulary, shipped with keras_clip;
+- a directory holding `vocab.json` and `merges.txt`: what `keras-clip
+  train-tokenizer`, `train`, `convert` and `demo` write;
+- a merges file: OpenAI's `bpe_simple_vocab_16e6.txt[.gz]` layout, or a
+  Hugging Face `merges.txt` with its `vocab.json` beside it.
+
+This module imports no TensorFlow until a tokenizer is built, so the CLI
+can describe specs in its help at once.
+"""
+
+import json
+import os
+
+OPENAI = "openai"
+VOCABULARY_FILE, MERGES_FILE = "vocab.json", "merges.txt"
+PREPROCESSING_FILE = "preprocessing.json"
+HELP = ("'openai' (OpenAI's vocabulary, shipped with keras_clip), a directory with "
+        "vocab.json and merges.txt (from train-tokenizer, train, convert or demo), or a "
+        "merges file")
+
+
+def tokenizer_files(spec):
+    """`("openai", path)` or `("hf", (vocab.json, merges.txt))` that `spec` names.
+
+    Raises a one-line `ValueError` or `FileNotFoundError` naming what is
+    missing, before anything is built.
+    """
+    spec = os.fspath(spec)
+    if spec == OPENAI:
+        return OPENAI, None
+    if os.path.isdir(spec):
+        files = tuple(os.path.join(spec, name) for name in (VOCABULARY_FILE, MERGES_FILE))
+        missing = [os.path.basename(path) for path in files if not os.path.isfile(path)]
+        if missing:
+            raise FileNotFoundError(
+                f"tokenizer directory {spec!r} has no {' or '.join(missing)} (expected "
+                f"the {VOCABULARY_FILE} and {MERGES_FILE} that train-tokenizer writes).")
+        return "hf", files
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"no tokenizer at {spec!r}: expected {HELP}.")
+    beside = os.path.join(os.path.dirname(spec), VOCABULARY_FILE)
+    if os.path.basename(spec) == MERGES_FILE and os.path.isfile(beside):
+        return "hf", (beside, spec)
+    return OPENAI, spec  # OpenAI's layout: the vocabulary follows from the merges
+
+
+def saved_context_length(spec):
+    """The context length a tokenizer directory records, or None."""
+    settings = os.path.join(os.fspath(spec), PREPROCESSING_FILE)
+    if not os.path.isfile(settings):
+        return None
+    with open(settings, encoding="utf-8") as file:
+        try:
+            return json.load(file).get("context_length")
+        except (ValueError, AttributeError):
+            raise ValueError(f"{settings} is not a JSON object.") from None
+
+
+def load_tokenizer(spec=OPENAI, context_length=None):
+    """The `CLIPTokenizer` a spec names (see the module docstring).
+
+    Args:
+        spec: a tokenizer spec.
+        context_length: ids per text; None reads it from the directory's
+            `preprocessing.json`, else 77.
+
+    Example:
+    >>> tokenizer = load_tokenizer("runs/clip")  # the one `train` saved
+    """
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    kind, files = tokenizer_files(spec)
+    if context_length is None:
+        context_length = (saved_context_length(spec) if os.path.isdir(spec) else None) or 77
+    if kind == OPENAI:
+        return CLIPTokenizer.from_openai(files, context_length=context_length)
+    return CLIPTokenizer.from_hf(*files, context_length=context_length)
+
+
+def saved_tokenizer_near(model_path):
+    """The tokenizer directory saved with a model, or None.
+
+    `train` and `convert` save the tokenizer beside `model.keras`; a
+    checkpoint (`run/checkpoints/step-N.keras`) finds its run's.
+    """
+    path = os.path.abspath(os.fspath(model_path))
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    for candidate in (folder, os.path.dirname(folder)):
+        if all(os.path.isfile(os.path.join(candidate, name))
+               for name in (VOCABULARY_FILE, MERGES_FILE)):
+            return candidate
+    return None
