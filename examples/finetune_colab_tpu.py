@@ -25,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax  # noqa: E402
 import keras  # noqa: E402
 
+import keras_clip  # noqa: E402
 from keras_clip import CLIPModel  # noqa: E402
 from keras_clip.data.dataset import make_dataset  # noqa: E402
 from keras_clip.data.synthetic_pairs import write_synthetic_tfrecords  # noqa: E402
@@ -54,8 +55,8 @@ def main():
         args.start = os.path.join(tempfile.mkdtemp(), "start.keras")
         CLIPModel.from_preset("tiny-vit").save(args.start)
         args.batch_size, args.steps = 8 * len(devices), 6
-    start = keras.saving.load_model(args.start, compile=False)
-    model = keras.saving.load_model(args.start, compile=False)
+    start = keras_clip.load_model(args.start, compile=False)
+    model = keras_clip.load_model(args.start, compile=False)
     # Towers learn 10x slower than the projections; the image tower's
     # first blocks stay frozen.
     blocks = fine_tuning.residual_blocks(model.image_encoder)

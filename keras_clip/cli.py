@@ -6,49 +6,11 @@ in `keras_clip/commands/`.
 """
 
 import argparse
-import os
-import re
 import sys
-import tempfile
 import zipfile
 
 from keras_clip.commands import COMMANDS
 from keras_clip.training.xla_flags import use_low_memory_cpu_schedule
-
-
-# TensorFlow's start-up lines on a machine without a GPU: they read as
-# failures ("failed call to cuInit") and say nothing a user can act on.
-STARTUP_NOISE = re.compile(
-    r"^(?:[IW]\d{4} |E\d{4} .*(?:cuInit|cuda)|WARNING: All log messages before absl"
-    r"|To enable the following instructions)")
-
-
-def _import_tensorflow_quietly(environ=os.environ):
-    """Imports TensorFlow and finds its devices without the start-up chatter.
-
-    TensorFlow writes those lines from C++ before its log level applies, so
-    they are caught on file descriptor 2 and written back without the known
-    noise; anything else (a real error) still shows. Runtime info and
-    warnings are hidden too unless the user set `TF_CPP_MIN_LOG_LEVEL`.
-    """
-    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            text = caught.read().decode("utf-8", "replace")
-            sys.stderr.writelines(line for line in text.splitlines(keepends=True)
-                                  if not STARTUP_NOISE.match(line))
 
 
 def _user_errors():
@@ -90,8 +52,6 @@ def main(argv=None):
     use_low_memory_cpu_schedule()  # before this process's first XLA compile
     args = build_parser().parse_args(argv)
     try:
-        if args.command != "convert" or os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-            _import_tensorflow_quietly()  # every other command reads data with tf.data
         return COMMANDS[args.command][1](args)
     except KeyboardInterrupt:
         print(f"keras-clip {args.command}: interrupted", file=sys.stderr)

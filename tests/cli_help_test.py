@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from keras_clip import cli
 from keras_clip.models.clip_presets import PRESETS
 from keras_clip.training.config import TrainConfig
+
+pytestmark = pytest.mark.backend_independent
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

@@ -12,6 +12,22 @@ if keras.backend.backend() == "tensorflow":
     )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `backend_independent` run on the TensorFlow pass only.
+
+    They exercise TensorFlow, NumPy or plain Python code that no Keras backend
+    reaches (TFRecord writing, tables and tars, image headers, the tokenizer's
+    files, help texts, a served SavedModel), so running them three times
+    would only triple their cost.
+    """
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason="backend-independent: runs on the TensorFlow pass")
+    for item in items:
+        if item.get_closest_marker("backend_independent"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     keras.utils.set_random_seed(1337)

@@ -85,13 +85,17 @@ def write_image(path, colour):
 
 def write_open_clip_checkpoints(root):
     """An OpenAI-layout state dict (tiny-vit), OpenCLIP files, a Hugging Face folder."""
+    import torch
     from safetensors.torch import save_file
 
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
     from tests.convert import references
-    from tests.convert.convert_test import HF_TEXT, HF_VISION, OPEN_CLIP_CONFIGS, TINY_VIT_OPENAI
-
-    import torch
+    from tests.convert.convert_test import (
+        HF_TEXT,
+        HF_VISION,
+        OPEN_CLIP_CONFIGS,
+        TINY_VIT_OPENAI,
+    )
 
     torch.save(references.open_clip_model(TINY_VIT_OPENAI).state_dict(), root / "ViT-B-32.pt")
     config = OPEN_CLIP_CONFIGS["vit_gelu"]

@@ -9,6 +9,12 @@ from keras_clip.commands.arguments import (
     at_least,
     positive_float,
 )
+from keras_clip.commands.quiet_tensorflow import start_tensorflow
+from keras_clip.data.tokenizer_spec import (
+    MERGES_FILE,
+    PREPROCESSING_FILE,
+    VOCABULARY_FILE,
+)
 
 DEMO_EXAMPLE = """example:
   keras-clip demo                      # TensorFlow backend, about 3 minutes on 2 cores
@@ -39,6 +45,7 @@ def demo_parser(subparsers):
 
 
 def demo(args):
+    start_tensorflow()
     from keras_clip.demo import run_demo
 
     run_demo(output_dir=args.output_dir, train_pairs=args.train_pairs,
@@ -107,12 +114,15 @@ def make_tfrecords(args):
     expected = None
     if args.table:
         _check_table(args.table)
+        start_tensorflow()
         expected = caption_sources.count_table_rows(args.table)
         pairs = caption_sources.read_caption_table(args.table, args.images)
     else:
-        pairs = caption_sources.read_webdataset(_webdataset_tars(args.webdataset))
+        tars = _webdataset_tars(args.webdataset)
+        start_tensorflow()
+        pairs = caption_sources.read_webdataset(tars)
     tokenizer = None
-    if args.tokenizer:
+    if args.tokenizer is not None:
         tokenizer = load_tokenizer(args.tokenizer, args.context_length)
     summary = write_tfrecords(
         pairs, args.output, shard_size_mb=args.shard_size_mb,
@@ -124,11 +134,11 @@ def make_tfrecords(args):
 
 TRAIN_TOKENIZER_EXAMPLE = """examples:
   keras-clip train-tokenizer --table captions.csv --output tokenizer
-  keras-clip train-tokenizer --webdataset 'shards/*.tar' --output tokenizer \\
+  keras-clip train-tokenizer --webdataset 'shards/*.tar' --output tokenizer-16k \\
       --vocabulary-size 16384
 
-Then pass --tokenizer tokenizer to make-tfrecords, evaluate and export, and
---set tokenizer=tokenizer to train (train saves it with the model).
+Then pass --tokenizer tokenizer to make-tfrecords, train, evaluate and
+export (train saves it with the model, where evaluate and export find it).
 """
 
 
@@ -145,35 +155,65 @@ def train_tokenizer_parser(subparsers):
     )
     _add_source_arguments(parser)
     parser.add_argument("--output", required=True, help="folder for the tokenizer files")
-    parser.add_argument("--vocabulary-size", type=at_least(514), default=8192,
-                        help="ids in all (fewer if the captions run out of pairs)")
+    parser.add_argument("--vocabulary-size", type=at_least(515), default=8192,
+                        help="ids in all, at least 515: 512 byte symbols, 2 specials and "
+                             "one merge (fewer if the captions run out of pairs)")
     parser.add_argument("--context-length", type=at_least(2), default=77)
 
 
-def _webdataset_captions(tars):
+def _webdataset_captions(tars, skipped):
     from keras_clip.data import caption_sources
 
     for pair in caption_sources.read_webdataset(tars):
         for caption in pair.captions:
-            yield caption.decode("utf-8", "replace")
+            try:
+                yield caption.decode("utf-8")
+            except UnicodeDecodeError:
+                skipped["caption not UTF-8"] += 1  # as make-tfrecords skips it
+
+
+def _table_captions(table, skipped):
+    from keras_clip.data import caption_sources
+
+    for caption in caption_sources.table_captions(table):
+        try:
+            caption.encode("utf-8")  # stray bytes were read as surrogates
+        except UnicodeEncodeError:
+            skipped["caption not UTF-8"] += 1
+            continue
+        yield caption
+
+
+def _check_fresh_output(folder):
+    taken = [name for name in ("model.keras", VOCABULARY_FILE, MERGES_FILE)
+             if os.path.exists(os.path.join(folder, name))]
+    if taken:
+        raise FileExistsError(f"{folder!r} already holds {', '.join(taken)}; not overwriting "
+                              "it (choose another --output, or remove them first).")
 
 
 def train_tokenizer(args):
-    from keras_clip.data import caption_sources
-    from keras_clip.data.clip_tokenizer import CLIPTokenizer
-    from keras_clip.data.tokenizer_spec import PREPROCESSING_FILE
+    import collections
 
+    _check_fresh_output(args.output)
+    skipped = collections.Counter()
     if args.table:
         _check_table(args.table)
-        captions = list(caption_sources.table_captions(args.table))
+        captions = list(_table_captions(args.table, skipped))
     else:
-        captions = list(_webdataset_captions(_webdataset_tars(args.webdataset)))
+        captions = list(_webdataset_captions(_webdataset_tars(args.webdataset), skipped))
     if not captions:
         raise ValueError("found no captions to learn a vocabulary from.")
+    start_tensorflow()
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
     tokenizer = CLIPTokenizer.train(captions, args.vocabulary_size, args.context_length)
     tokenizer.save_vocabulary(args.output)
     with open(os.path.join(args.output, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
         file.write(f'{{"context_length": {args.context_length}}}\n')
-    print(f"learned {tokenizer.vocabulary_size()} ids from {len(captions):,} captions "
+    noun = "caption" if len(captions) == 1 else "captions"
+    print(f"learned {tokenizer.vocabulary_size()} ids from {len(captions):,} {noun} "
           f"→ {args.output}/ (pass --tokenizer {args.output})")
+    for reason, count in skipped.items():
+        print(f"skipped: {count} ({reason})")
     return 0

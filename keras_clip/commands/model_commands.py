@@ -1,18 +1,25 @@
 """`keras-clip train`, `evaluate`, `export` and `convert`."""
 
-from keras_clip.commands.arguments import add_command, add_tokenizer_argument, at_least, lines
+from keras_clip.commands.arguments import (
+    add_command,
+    add_tokenizer_argument,
+    at_least,
+    lines,
+)
+from keras_clip.commands.quiet_tensorflow import start_tensorflow
 from keras_clip.training.config import describe_keys
 
 TRAIN_EXAMPLE = """examples:
   keras-clip train --set train_data='data/train-*.tfrecord' --set steps=300 --set recipe=small
   keras-clip train --set train_data='data/train-*.tfrecord' --set preset=ViT-B/32 \\
-      --set image_size=160 --set batch_size=256 --set steps=10000 --set output_dir=runs/b32
-  keras-clip train --config runs/clip/config.json --set steps=600   # a run's recorded config
+      --set image_size=160 --set batch_size=256 --set steps=10000 --set output_dir=runs/b32-160
+  keras-clip train --config runs/clip/config.json --set output_dir=runs/again --set seed=1
 
 An interrupted run started again with the same output_dir continues from its
 last checkpoint. OUTPUT_DIR then holds model.keras, the tokenizer and
-config.json (every key as used): pass OUTPUT_DIR as --model to evaluate and
-export.
+config.json (the keys as given, and under "used" every key as the run used
+it; --config reads the keys as given): pass OUTPUT_DIR as --model to
+evaluate and export, or as preset to fine-tune from it.
 
 config keys (--set KEY=VALUE; JSON values, or plain strings) and defaults:
 """
@@ -40,12 +47,17 @@ def train(args):
     from keras_clip.training import train as run_training
 
     overrides = list(args.set)
-    if args.tokenizer:
+    if args.tokenizer is not None:
         overrides.append(f"tokenizer={args.tokenizer}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides)  # a bad key is reported at once
+    start_tensorflow()
     config.check_data()
     result = run_training(config)
     wise_ft = f"; WiSE-FT blend in {result.wise_ft_path}" if result.wise_ft_path else ""
+    if not result.steps_this_run:
+        print(f"Nothing to train: {config.output_dir} holds the finished {result.steps}-step "
+              f"run; model at {result.model_path}{wise_ft}")
+        return 0
     print(f"Trained {result.steps} steps ({result.distribution}, {result.replicas} "
           f"replica(s)); model saved to {result.model_path}{wise_ft}")
     return 0
@@ -84,17 +96,25 @@ def evaluate_parser(subparsers):
 
 
 def _model_and_tokenizer(args):
+    start_tensorflow()
     from keras_clip.data.tokenizer_spec import load_tokenizer, saved_tokenizer_near
     from keras_clip.models.loading import load_model
 
     model = load_model(args.model, compile=False)
-    spec = args.tokenizer or saved_tokenizer_near(args.model) or "openai"
+    saved = saved_tokenizer_near(args.model)
+    spec = args.tokenizer if args.tokenizer is not None else saved or "openai"
     tokenizer = load_tokenizer(spec, model.context_length)
     size = model.text_encoder.get_config()["vocabulary_size"]
     if tokenizer.vocabulary_size() != size:
         raise ValueError(
             f"tokenizer {spec!r} has {tokenizer.vocabulary_size()} ids, but the model's "
             f"text tower embeds {size}: pass the tokenizer it was trained with (--tokenizer).")
+    if saved and spec != saved:
+        own = load_tokenizer(saved, model.context_length)
+        if (own.vocabulary, own.merges) != (tokenizer.vocabulary, tokenizer.merges):
+            raise ValueError(
+                f"tokenizer {spec!r} is not the one saved with the model ({saved}), whose "
+                "ids the model was trained on: leave out --tokenizer to use that one.")
     return model, tokenizer
 
 
@@ -196,6 +216,10 @@ def convert_parser(subparsers):
 
 
 def convert(args):
+    import os
+
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        start_tensorflow()  # Keras loads it; JAX and PyTorch convert without it
     from keras_clip.convert import convert_checkpoint, save_converted
 
     converted = convert_checkpoint(

@@ -61,14 +61,22 @@ def load_openai_vocabulary(path=None):
 
 def load_hf_vocabulary(vocabulary_path, merges_path):
     """`(vocabulary, merges)` from Hugging Face's `vocab.json` and `merges.txt`."""
-    with open(vocabulary_path, encoding="utf-8") as file:
-        vocabulary = json.load(file)
-    with open(merges_path, encoding="utf-8") as file:
-        merges = [
-            line.rstrip("\n")
-            for line in file
-            if line.strip() and not line.startswith("#version")
-        ]
+    try:
+        with open(vocabulary_path, encoding="utf-8") as file:
+            vocabulary = json.load(file)
+        with open(merges_path, encoding="utf-8") as file:
+            merges = [
+                line.rstrip("\n")
+                for line in file
+                if line.strip() and not line.startswith("#version")
+            ]
+    except ValueError as error:  # not JSON, or bytes that are not UTF-8
+        raise ValueError(f"{vocabulary_path} or {merges_path} is damaged ({error}).") from None
+    if not isinstance(vocabulary, dict) or not all(
+            isinstance(token, str) and type(index) is int for token, index in vocabulary.items()):
+        raise ValueError(f"{vocabulary_path} is not a JSON object of token → id.")
+    if not merges or any(len(merge.split(" ")) != 2 for merge in merges):
+        raise ValueError(f"{merges_path} holds no merge rules of two symbols each.")
     return vocabulary, merges
 
 
@@ -129,7 +137,7 @@ def train_bpe_vocabulary(texts, vocabulary_size, min_frequency=2):
     merges = [" ".join(pair) if isinstance(pair, (list, tuple)) else pair
               for pair in json.loads(bpe.to_str())["model"]["merges"]]
     merges = merges[:num_merges]
-    if not merges and num_merges:
+    if not merges:
         raise ValueError(
             f"the captions hold no pair of symbols seen {min_frequency} times, so there "
             "is nothing to learn: give more captions, or use the openai tokenizer.")

@@ -11,6 +11,7 @@ downloaded; the same seed draws the same dataset.
 """
 
 import dataclasses
+import re
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -103,11 +104,13 @@ def caption(objects, rng):
     if len(objects) == 1:
         (obj,) = objects
         template = CAPTIONS[rng.integers(len(CAPTIONS))]
-        return template.format(size=obj.size, colour=obj.colour, shape=obj.shape,
+        text = template.format(size=obj.size, colour=obj.colour, shape=obj.shape,
                                place=obj.place)
-    a, b = objects
-    template = PAIR_CAPTIONS[rng.integers(len(PAIR_CAPTIONS))]
-    return template.format(a=a.name, b=b.name, place_a=a.place, place_b=b.place)
+    else:
+        a, b = objects
+        template = PAIR_CAPTIONS[rng.integers(len(PAIR_CAPTIONS))]
+        text = template.format(a=a.name, b=b.name, place_a=a.place, place_b=b.place)
+    return re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange square"
 
 
 def _random_object(rng, combinations, place):

@@ -12,6 +12,7 @@ This module imports no TensorFlow until a tokenizer is built, so the CLI
 can describe specs in its help at once.
 """
 
+import gzip
 import json
 import os
 
@@ -42,10 +43,23 @@ def tokenizer_files(spec):
         return "hf", files
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"no tokenizer at {spec!r}: expected {HELP}.")
-    beside = os.path.join(os.path.dirname(spec), VOCABULARY_FILE)
-    if os.path.basename(spec) == MERGES_FILE and os.path.isfile(beside):
+    if os.path.basename(spec) == MERGES_FILE or _first_line(spec).startswith("#version"):
+        beside = os.path.join(os.path.dirname(spec), VOCABULARY_FILE)  # Hugging Face's layout
+        if not os.path.isfile(beside):
+            raise FileNotFoundError(
+                f"{spec} is a Hugging Face merges file: it needs the {VOCABULARY_FILE} "
+                "written with it, beside it (or pass their folder).")
         return "hf", (beside, spec)
     return OPENAI, spec  # OpenAI's layout: the vocabulary follows from the merges
+
+
+def _first_line(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as file:
+            return file.readline(256)
+    except OSError:  # not gzip after all: the reader says what is wrong
+        return ""
 
 
 def saved_context_length(spec):

@@ -9,6 +9,7 @@ values, and data patterns that match no file.
 import dataclasses
 import json
 import math
+import os
 import textwrap
 import typing
 
@@ -28,6 +29,10 @@ RECIPES = {
 }
 MAX_WARMUP_STEPS = 2000
 DEFAULT_PRESET = "tiny-vit"
+MAX_SIZE = 4096  # image side and context length: the paper's largest is 448 / 77
+# config.json also records every key as the run used it, under this key;
+# `--config` reads the keys as given, so derived values follow new settings.
+USED = "used"
 
 
 def _key(default, help):
@@ -124,6 +129,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values):
+        """A config from its keys; a run's record of what it used is skipped."""
+        values = {key: value for key, value in values.items() if key != USED}
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -139,8 +146,10 @@ class TrainConfig:
     def resolved(self, total_steps):
         """This config with the recipe's and the run length's defaults filled in.
 
-        The model's image size and context length are filled by `train`,
-        which knows the model.
+        Fine-tuning a saved model with the default tokenizer uses the one
+        saved with it (what `train` and `convert` write beside model.keras).
+        The model's sizes and Adam's defaults are filled by `train`, which
+        knows the model.
         """
         values = {key: value for key, value in RECIPES[self.recipe].items()
                   if getattr(self, key) is None}
@@ -148,7 +157,14 @@ class TrainConfig:
             values["warmup_steps"] = min(MAX_WARMUP_STEPS, total_steps // 10)
         if self.preset is None and self.architecture is None:
             values["preset"] = DEFAULT_PRESET
+        saved = self.preset and tokenizer_spec.saved_tokenizer_near(self.preset)
+        if self.tokenizer == tokenizer_spec.OPENAI and saved and os.path.exists(self.preset):
+            values["tokenizer"] = saved
         return dataclasses.replace(self, **values)
+
+    def record(self, used):
+        """What `train` writes to config.json: these keys, and `used` (resolved)."""
+        return {**self.to_dict(), USED: used.to_dict()}
 
     def check_data(self):
         """Raises if a data pattern matches no file (before anything is built)."""
@@ -239,8 +255,8 @@ def _value_problems(config):
         yield "set preset or architecture, not both"
     for key, least in (("image_size", 1), ("context_length", 2)):
         value = getattr(config, key)
-        if value is not None and value < least:
-            yield f"{key} must be at least {least}, got {value}"
+        if value is not None and not least <= value <= MAX_SIZE:
+            yield f"{key} must be in [{least}, {MAX_SIZE}], got {value}"
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
     if config.distribution not in DISTRIBUTIONS:
@@ -275,5 +291,5 @@ def describe_keys(width=79):
         head = f"  {field.name} = {json.dumps(field.default)}"
         lines.append(head)
         lines += textwrap.wrap(field.metadata["help"], width, initial_indent=" " * 6,
-                               subsequent_indent=" " * 6)
+                               subsequent_indent=" " * 6, break_on_hyphens=False)
     return "\n".join(lines)

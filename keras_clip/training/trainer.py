@@ -15,7 +15,7 @@ from keras_clip.models.clip_model import CLIPModel
 from keras_clip.models.loading import load_model
 from keras_clip.training import fine_tuning, recipe
 from keras_clip.training.checkpointer import Checkpointer, latest_checkpoint
-from keras_clip.training.config import TrainConfig
+from keras_clip.training.config import USED, TrainConfig
 from keras_clip.training.distribution import select_distribution
 from keras_clip.training.progress import StepProgress
 from keras_clip.training.training_state_logger import TrainingStateLogger
@@ -25,6 +25,7 @@ from keras_clip.training.training_state_logger import TrainingStateLogger
 # moving statistics in the forward pass, which recomputation would repeat,
 # and TensorFlow's graph-mode recompute_grad cannot pass them `training`.
 REMAT_LAYERS = [f"block_{i}" for i in range(128)]
+CONFIG_FILE = "config.json"
 
 
 @dataclasses.dataclass
@@ -36,6 +37,7 @@ class TrainResult:
     wise_ft_path: str = None
     distribution: str = "single"  # the engine used (see `select_distribution`)
     replicas: int = 1
+    steps_this_run: int = 0  # 0: output_dir held the finished run already
 
 
 def train(config, callbacks=()):
@@ -59,10 +61,12 @@ def train(config, callbacks=()):
     distribution = select_distribution(config.distribution)
     distribution.check_batch_size(config.batch_size)
     total_steps = _total_steps(config)
-    config = config.resolved(total_steps)
+    given, config = config, config.resolved(total_steps)
     resumed = None
     if config.resume:
         resumed = latest_checkpoint(os.path.join(config.output_dir, "checkpoints"))
+        if resumed:
+            _check_continues(config)
     start_step = resumed[0] if resumed else 0
     # Every worker writes the same files (saving is collective); only the
     # chief's land in output_dir.
@@ -76,12 +80,13 @@ def train(config, callbacks=()):
             config = dataclasses.replace(  # config.json records what was used
                 config, image_size=model.image_size, context_length=model.context_length,
                 **recipe.adam_defaults(config, model))
-            _write_config(config, write_dir)
+            _write_config(given.record(config), write_dir)
             if tokenizer is not None:  # output_dir becomes a preset directory
                 _save_tokenizer(tokenizer, model, write_dir)
             dataset = _training_data(config, model, tokenizer, start_step, distribution)
             callbacks = [
-                TrainingStateLogger(config.log_every),  # before StepProgress: it shows them
+                # Before StepProgress, which shows what it adds.
+                TrainingStateLogger(config.log_every, start_step, total_steps),
                 StepProgress(total_steps, start_step, config.verbose, config.log_every),
                 Checkpointer(os.path.join(write_dir, "checkpoints"), config.checkpoint_every,
                              total_steps, start_step, config.keep_checkpoints),
@@ -104,6 +109,7 @@ def train(config, callbacks=()):
                 ).history
             _report_skips(dataset, config.verbose)
         result = _finish(config, write_dir, model, start, history, total_steps, distribution)
+        result.steps_this_run = max(total_steps - start_step, 0)
     finally:
         keras.config.set_dtype_policy(previous_policy)
         if write_dir != config.output_dir:
@@ -258,7 +264,14 @@ def _training_data(config, model, tokenizer, start_step, distribution):
 def _validation_data(config, model, tokenizer):
     if not config.validation_data:
         return None
-    from keras_clip.data.dataset import make_dataset
+    from keras_clip.data.dataset import expected_records, list_shards, make_dataset
+
+    records = expected_records(list_shards(config.validation_data))
+    if records is not None and records < config.batch_size:
+        raise ValueError(
+            f"Invalid training config: validation_data holds {records} examples, fewer "
+            f"than one batch of {config.batch_size} (batches are whole): lower batch_size "
+            "or give more validation data.")
 
     return make_dataset(
         config.validation_data, image_size=model.image_size,
@@ -274,10 +287,40 @@ def _report_skips(dataset, verbose):
         print(f"Training data: {stats.summary(exhausted=False)}.")
 
 
-def _write_config(config, directory):
+# Keys a checkpoint can continue under whatever their value.
+RUN_ONLY_KEYS = {"verbose", "log_every", "output_dir", "resume", "keep_checkpoints",
+                 "checkpoint_every", "distribution", "validation_data", "train_data"}
+
+
+def _check_continues(config):
+    """Refuses to resume a checkpoint under a config that changes the run.
+
+    The optimizer's schedule, the model's shape and the data order are in
+    the checkpoint; a new `steps` would train the extra steps at learning
+    rate 0, a new `image_size` would be ignored.
+    """
+    path = os.path.join(config.output_dir, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as file:
+            used = json.load(file)[USED]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no record to compare with (a run of an older keras_clip)
+    for key, value in config.to_dict().items():
+        if key in RUN_ONLY_KEYS or value is None or key not in used:
+            continue
+        if used[key] != value:
+            raise ValueError(
+                f"Invalid training config: {config.output_dir} holds a run with "
+                f"{key}={json.dumps(used[key])}, not {json.dumps(value)}, and its checkpoint "
+                f"can only continue that run. To train on from it, start a new run from it "
+                f"(--set preset={config.output_dir} --set output_dir=NEW_DIR); to start "
+                "over, --set resume=false.")
+
+
+def _write_config(record, directory):
     os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "config.json"), "w") as file:
-        json.dump(config.to_dict(), file, indent=2)
+    with open(os.path.join(directory, CONFIG_FILE), "w") as file:
+        json.dump(record, file, indent=2)
 
 
 def _finish(config, directory, model, start, history, total_steps, distribution):

@@ -9,13 +9,14 @@ class TrainingStateLogger(keras.callbacks.Callback):
     """Adds `learning_rate` and `logit_scale` (the exp'd temperature) to logs.
 
     Callbacks after it (TensorBoard, the progress bar, History) see them.
-    Batch logs get them every `every` steps only: reading a variable syncs
-    with the device.
+    Batch logs get them every `every` optimizer steps of the run (counted
+    from `start_step`, as `StepProgress` counts) only: reading a variable
+    syncs with the device.
     """
 
-    def __init__(self, every=50):
+    def __init__(self, every=50, start_step=0, total_steps=None):
         super().__init__()
-        self.every = every
+        self.every, self.step, self.total_steps = every, start_step, total_steps
 
     def _add(self, logs):
         if logs is None:
@@ -27,7 +28,8 @@ class TrainingStateLogger(keras.callbacks.Callback):
         )
 
     def on_train_batch_end(self, batch, logs=None):
-        if (batch + 1) % self.every == 0:
+        self.step += 1
+        if self.step % self.every == 0 or self.step == self.total_steps:
             self._add(logs)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -7,6 +7,8 @@ from keras_clip.data.clip_tokenizer import CLIPTokenizer
 from keras_clip.data.text_cleaning import clean_text
 from tests.data.caption_corpus import caption_corpus
 
+pytestmark = pytest.mark.backend_independent
+
 CORPUS = caption_corpus(300, seed=2) + ["a photo of a dog on the grass"] * 40 + [
     "eine Katze schläft auf dem Sofa"] * 20
 

@@ -12,6 +12,8 @@ from keras_clip.data.clip_tokenizer import CLIPTokenizer
 from keras_clip.data.text_cleaning import clean_text
 from tests.data.caption_corpus import caption_corpus
 
+pytestmark = pytest.mark.backend_independent
+
 
 def reference_tokenizer():
     """OpenAI's tokenizer as OpenCLIP ships it, loaded from its own file.

@@ -12,6 +12,8 @@ from PIL import Image
 from keras_clip.data import image_ops
 from tests.data.fixtures import bmp_declaring, jpeg_declaring, png_declaring
 
+pytestmark = pytest.mark.backend_independent
+
 RNG = np.random.default_rng(1)
 RGB = Image.fromarray(RNG.integers(0, 255, (40, 60, 3), dtype=np.uint8))
 

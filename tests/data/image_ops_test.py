@@ -13,6 +13,8 @@ from PIL import Image
 
 from keras_clip.data import image_ops
 
+pytestmark = pytest.mark.backend_independent
+
 
 def encode(image, format, **options):
     buffer = io.BytesIO()

@@ -3,6 +3,8 @@ import pytest
 
 from keras_clip.data.synthetic_pairs import synthetic_pairs
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_shapes_and_caption_framing():
     pairs = synthetic_pairs(20, image_size=8, context_length=6, vocabulary_size=50)

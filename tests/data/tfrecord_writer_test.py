@@ -8,6 +8,8 @@ from keras_clip.data import caption_sources, tfrecord_schema
 from keras_clip.data.tfrecord_writer import write_tfrecords
 from tests.data.fixtures import write_folder_source, write_tar_source
 
+pytestmark = pytest.mark.backend_independent
+
 
 def read_records(paths):
     return [tfrecord_schema.parse_example(r) for r in tf.data.TFRecordDataset(paths)]

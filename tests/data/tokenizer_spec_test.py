@@ -15,6 +15,8 @@ from keras_clip.data.tokenizer_spec import (
     tokenizer_files,
 )
 
+pytestmark = pytest.mark.backend_independent
+
 
 def ids(tokenizer, text="a photo of a cat"):
     return keras.ops.convert_to_numpy(tokenizer([text])).tolist()

@@ -28,7 +28,7 @@ from tests.data.fixtures import (bmp_declaring, encode, gif_of_frames, jpeg_decl
                                  photo, png_declaring, png_deflate_bomb)
 from tests.helpers import to_numpy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLASSES = ["red thing", "blue thing", "café"]

@@ -70,9 +70,10 @@ BAD_SETS = [  # (id, --set overrides, phrases)
     ("tokenizer-missing-file", ["tokenizer=/nowhere/merges.txt"], ["/nowhere/merges.txt"]),
     ("shuffle-buffer-zero", ["shuffle_buffer=0"], ["shuffle_buffer must be at least 1"]),
     ("recipe-typo", ["recipe=smal"], ["recipe must be one of paper, small"]),
-    ("image-size-zero", ["image_size=0"], ["image_size must be at least 1"]),
+    ("image-size-zero", ["image_size=0"], ["image_size must be in [1, 4096], got 0"]),
+    ("image-size-huge", ["image_size=100000"], ["image_size must be in [1, 4096]"]),
     ("image-size-not-patches", ["image_size=36"], ["image_size", "36"]),
-    ("context-length-one", ["context_length=1"], ["context_length must be at least 2"]),
+    ("context-length-one", ["context_length=1"], ["context_length must be in [2, 4096]"]),
     ("tokenizer-folder-without-files", ["tokenizer=/"], ["has no vocab.json"]),
 ]
 
@@ -151,6 +152,9 @@ FLAGS = [  # (id, argv, phrases): argparse or the command refuses them
     ("convert-image-size-zero", ["convert", "x.pt", "--from", "openai", "--out", "o",
                                  "--image-size", "0"], ["must be at least 1"]),
     ("demo-steps-zero", ["demo", "--steps", "0"], ["must be at least 1"]),
+    ("vocabulary-size-without-merges", ["train-tokenizer", "--table", "t.csv", "--output",
+                                        "o", "--vocabulary-size", "514"],
+     ["must be at least 515"]),
     ("unknown-command", ["trian"], ["invalid choice"]),
 ]
 
@@ -187,6 +191,21 @@ COMMAND_ERRORS = [  # (id, argv maker(tmp), phrases)
      ["found no captions"]),
     ("train-tokenizer-too-few", lambda t: ["train-tokenizer", "--table", _table(t),
                                            "--output", t / "tok"], ["nothing to learn"]),
+    ("tokenizer-vocab-not-json", lambda t: ["make-tfrecords", "--table", _table(t),
+                                            "--output", t / "o", "--tokenizer",
+                                            _tokenizer_folder(t, "{not json")],
+     ["vocab.json", "is damaged"]),
+    ("tokenizer-vocab-a-list", lambda t: ["make-tfrecords", "--table", _table(t),
+                                          "--output", t / "o", "--tokenizer",
+                                          _tokenizer_folder(t, "[1, 2]")],
+     ["is not a JSON object of token"]),
+    ("tokenizer-merges-without-vocab", lambda t: ["make-tfrecords", "--table", _table(t),
+                                                  "--output", t / "o", "--tokenizer",
+                                                  _lone_merges(t)],
+     ["Hugging Face merges file", "needs the vocab.json"]),
+    ("train-tokenizer-over-a-model", lambda t: ["train-tokenizer", "--table", _table(t),
+                                                "--output", _model_folder(t)],
+     ["already holds model.keras", "not overwriting"]),
     ("convert-file-missing", lambda t: ["convert", t / "none.pt", "--from", "openai",
                                         "--preset", "tiny-vit", "--out", t / "o"],
      ["No checkpoint file"]),
@@ -204,6 +223,25 @@ def _table(tmp):
     (tmp / "a.jpg").write_bytes(encode(noise()))
     (tmp / "t.csv").write_text("filepath,caption\na.jpg,x\n")
     return tmp / "t.csv"
+
+
+def _tokenizer_folder(tmp, vocabulary_text):
+    (tmp / "tok").mkdir()
+    (tmp / "tok" / "vocab.json").write_text(vocabulary_text)
+    (tmp / "tok" / "merges.txt").write_text("#version: 0.2\na b\n")
+    return tmp / "tok"
+
+
+def _lone_merges(tmp):
+    (tmp / "m").mkdir()
+    (tmp / "m" / "merges.txt").write_text("#version: 0.2\na b\n")
+    return tmp / "m" / "merges.txt"
+
+
+def _model_folder(tmp):
+    (tmp / "run").mkdir()
+    (tmp / "run" / "model.keras").write_bytes(b"")
+    return tmp / "run"
 
 
 def _empty_table(tmp):

@@ -16,6 +16,8 @@ from keras_clip.data import image_ops, tfrecord_schema
 from tests.hostile.corpus import (encode, jpeg_declaring, noise, png_declaring, run_cli,
                                   summary_of, write_table)
 
+pytestmark = pytest.mark.backend_independent
+
 
 def gif_animated():
     frames = [noise(20, 20, seed=s).convert("P") for s in range(3)]

@@ -12,6 +12,8 @@ import pytest
 from tests.hostile.corpus import (assert_user_error, encode, noise, run_cli, summary_of,
                                   write_jsonl, write_table)
 
+pytestmark = pytest.mark.backend_independent
+
 GOOD = [("a.jpg", "a red square"), ("b.png", "a blue circle")]
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.hostile.corpus import assert_user_error, encode, noise, run_cli, summary_of
 
+pytestmark = pytest.mark.backend_independent
+
 
 def member(name, data, kind=tarfile.REGTYPE, target=""):
     info = tarfile.TarInfo(name)

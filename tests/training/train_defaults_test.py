@@ -8,7 +8,7 @@ import pytest
 
 import keras_clip
 from keras_clip.data.clip_tokenizer import CLIPTokenizer
-from keras_clip.training import TrainConfig, train
+from keras_clip.training import TrainConfig, load_config, train
 from keras_clip.training.config import MAX_WARMUP_STEPS, RECIPES
 from keras_clip.training.progress import StepProgress
 from tests.training.shards import write_training_shards
@@ -57,7 +57,9 @@ def test_sizes_and_tokenizer_reach_the_model_and_config_json(data, tmp_path):
     model = result.model
     assert (model.image_size, model.context_length) == (64, 12)
     assert model.text_encoder.get_config()["vocabulary_size"] == tokenizer.vocabulary_size()
-    recorded = json.loads((run / "config.json").read_text())
+    record = json.loads((run / "config.json").read_text())
+    assert record["preset"] is None and record["warmup_steps"] is None  # as given
+    recorded = record["used"]
     assert recorded["preset"] == "tiny-vit" and recorded["image_size"] == 64
     assert recorded["context_length"] == 12 and recorded["warmup_steps"] == 0
     assert (recorded["learning_rate"], recorded["beta_2"], recorded["epsilon"]) == (
@@ -69,9 +71,23 @@ def test_sizes_and_tokenizer_reach_the_model_and_config_json(data, tmp_path):
     assert again.context_length == 12
     assert keras.ops.convert_to_numpy(again(["a red square"])).tolist() == \
         keras.ops.convert_to_numpy(tokenizer(["a red square"])).tolist()
-    # A config.json trains again as written.
-    rerun = TrainConfig.from_dict({**recorded, "output_dir": str(tmp_path / "rerun")})
-    assert rerun.image_size == 64
+    # A config.json trains again as written; derived values follow new settings.
+    again = load_config(str(run / "config.json"), ["recipe=small", "steps=40"])
+    assert again.image_size == 64 and again.resolved(40).learning_rate == 2e-3
+    assert again.resolved(40).warmup_steps == 4
+    # The same output_dir continues its run, and refuses one that changes it.
+    with pytest.raises(ValueError, match=r"holds a run with steps=2, not 3.*preset="):
+        train(load_config(str(run / "config.json"), ["steps=3"]))
+    done = train(load_config(str(run / "config.json")))
+    assert done.steps_this_run == 0 and done.steps == 2
+    # Fine-tuning from the run reuses its tokenizer without being told.
+    tuned = train({"train_data": data, "steps": 1, "batch_size": 8, "preset": str(run),
+                   "output_dir": str(tmp_path / "tuned"), "verbose": 0})
+    assert tuned.model.text_encoder.get_config()["vocabulary_size"] == \
+        tokenizer.vocabulary_size()
+    with pytest.raises(ValueError, match="validation_data holds 16 examples, fewer than"):
+        train({"train_data": data, "validation_data": data, "steps": 1, "batch_size": 32,
+               "output_dir": str(tmp_path / "v"), "verbose": 0, "tokenizer": None})
 
 
 def test_a_tokenizer_the_text_tower_cannot_embed_is_refused(data, tmp_path):
