@@ -97,18 +97,18 @@ def evaluate_parser(subparsers):
 
 def _model_and_tokenizer(args):
     start_tensorflow()
-    from keras_clip.data.tokenizer_spec import load_tokenizer, saved_tokenizer_near
+    from keras_clip.data.tokenizer_spec import (
+        check_fits,
+        load_tokenizer,
+        saved_tokenizer_near,
+    )
     from keras_clip.models.loading import load_model
 
     model = load_model(args.model, compile=False)
     saved = saved_tokenizer_near(args.model)
     spec = args.tokenizer if args.tokenizer is not None else saved or "openai"
     tokenizer = load_tokenizer(spec, model.context_length)
-    size = model.text_encoder.get_config()["vocabulary_size"]
-    if tokenizer.vocabulary_size() != size:
-        raise ValueError(
-            f"tokenizer {spec!r} has {tokenizer.vocabulary_size()} ids, but the model's "
-            f"text tower embeds {size}: pass the tokenizer it was trained with (--tokenizer).")
+    check_fits(tokenizer, model, spec)
     if saved and spec != saved:
         own = load_tokenizer(saved, model.context_length)
         if (own.vocabulary, own.merges) != (tokenizer.vocabulary, tokenizer.merges):

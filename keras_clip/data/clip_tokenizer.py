@@ -122,18 +122,14 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
         if preset in clip_presets.PRESETS:
             context_length = clip_presets.PRESETS[preset]["text"][1]["context_length"]
             return cls.from_openai(context_length=context_length)
-        files = [os.path.join(preset, name) for name in ("vocab.json", "merges.txt")]
-        if not all(os.path.exists(path) for path in files):
+        if not os.path.isdir(preset):
             raise ValueError(
                 f"{preset!r} is neither a preset name nor a directory with "
                 f"vocab.json and merges.txt."
             )
-        context_length = 77
-        settings = os.path.join(preset, "preprocessing.json")
-        if os.path.exists(settings):
-            with open(settings, encoding="utf-8") as file:
-                context_length = json.load(file).get("context_length", 77)
-        return cls.from_hf(*files, context_length=context_length)
+        from keras_clip.data.tokenizer_spec import load_tokenizer
+
+        return load_tokenizer(preset)  # its preprocessing.json gives the context length
 
     def save_vocabulary(self, directory):
         """Writes `vocab.json` and `merges.txt` (Hugging Face's layout) for `from_hf`."""

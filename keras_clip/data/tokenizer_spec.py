@@ -95,6 +95,16 @@ def load_tokenizer(spec=OPENAI, context_length=None):
     return CLIPTokenizer.from_hf(*files, context_length=context_length)
 
 
+def check_fits(tokenizer, model, spec):
+    """Refuses a tokenizer whose ids the model's text tower does not embed."""
+    size = model.text_encoder.get_config()["vocabulary_size"]
+    if tokenizer.vocabulary_size() != size:
+        raise ValueError(
+            f"tokenizer {spec!r} has {tokenizer.vocabulary_size()} ids but the model's text "
+            f"tower embeds {size}: pass the tokenizer the model was trained with (train "
+            "saves it beside model.keras).")
+
+
 def saved_tokenizer_near(model_path):
     """The tokenizer directory saved with a model, or None.
 

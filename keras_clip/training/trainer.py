@@ -84,16 +84,7 @@ def train(config, callbacks=()):
             if tokenizer is not None:  # output_dir becomes a preset directory
                 _save_tokenizer(tokenizer, model, write_dir)
             dataset = _training_data(config, model, tokenizer, start_step, distribution)
-            callbacks = [
-                # Before StepProgress, which shows what it adds.
-                TrainingStateLogger(config.log_every, start_step, total_steps),
-                StepProgress(total_steps, start_step, config.verbose, config.log_every),
-                Checkpointer(os.path.join(write_dir, "checkpoints"), config.checkpoint_every,
-                             total_steps, start_step, config.keep_checkpoints),
-                keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"),
-                                            update_freq=config.log_every),
-                *callbacks,
-            ]
+            callbacks = [*_callbacks(config, write_dir, start_step, total_steps), *callbacks]
             history = {}
             if start_step < total_steps:
                 steps_per_epoch = min(config.checkpoint_every, total_steps)
@@ -115,6 +106,19 @@ def train(config, callbacks=()):
         if write_dir != config.output_dir:
             shutil.rmtree(write_dir, ignore_errors=True)
     return result
+
+
+def _callbacks(config, write_dir, start_step, total_steps):
+    """Ours, in order: state logging, progress, checkpoints, TensorBoard."""
+    return [
+        # Before StepProgress, which shows what it adds.
+        TrainingStateLogger(config.log_every, start_step, total_steps),
+        StepProgress(total_steps, start_step, config.verbose, config.log_every),
+        Checkpointer(os.path.join(write_dir, "checkpoints"), config.checkpoint_every,
+                     total_steps, start_step, config.keep_checkpoints),
+        keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"),
+                                    update_freq=config.log_every),
+    ]
 
 
 def _total_steps(config):
@@ -207,13 +211,12 @@ def _check_vocabulary(config, model, tokenizer):
     """A tokenizer whose ids the text tower cannot embed is refused up front."""
     if tokenizer is None:
         return
-    size = model.text_encoder.get_config()["vocabulary_size"]
-    if tokenizer.vocabulary_size() != size:
-        raise ValueError(
-            f"Invalid training config: tokenizer {config.tokenizer!r} has "
-            f"{tokenizer.vocabulary_size()} ids but the model's text tower embeds {size}; "
-            "pass the tokenizer the model was trained with (train saves it in its "
-            "output_dir).")
+    from keras_clip.data.tokenizer_spec import check_fits
+
+    try:
+        check_fits(tokenizer, model, config.tokenizer)
+    except ValueError as error:
+        raise ValueError(f"Invalid training config: {error}") from None
 
 
 def remat_scope(remat):
