@@ -112,10 +112,11 @@ def keras_train(job):
 
     if keras.backend.backend() == "torch":
         torch_device()
-    from keras_clip.training.trainer import remat_scope
+    from keras_clip.training.trainer import rematerialize
 
-    with remat_scope(job.get("remat", False)):  # as `keras-clip train` builds it
-        model = keras_model(CONFIGS[job["config"]], job["precision"])
+    model = keras_model(CONFIGS[job["config"]], job["precision"])
+    if job.get("remat", False):  # as `keras-clip train` does
+        rematerialize(model)
     model.compile(optimizer=keras.optimizers.AdamW(1e-5), jit_compile=job["jit"])
     images, token_ids = batch_arrays(CONFIGS[job["config"]], job["batch"])
     if job["trim"]:

@@ -16,8 +16,6 @@ with `make_distributed_dataset`; `keras-clip train` does all of that for you.
 import argparse
 import tempfile
 
-import keras
-
 from keras_clip import CLIPModel
 from keras_clip.data.clip_tokenizer import CLIPTokenizer
 from keras_clip.data.dataset import make_dataset

@@ -19,13 +19,14 @@ _PUBLIC = {
     "CLIPAdamW": "keras_clip.training.clip_adamw",
     "CLIPModel": "keras_clip.models.clip_model",
     "CLIPTokenizer": "keras_clip.data.clip_tokenizer",  # TensorFlow: loaded only if used
-    "load_model": "keras_clip.models.loading",
+    "load_model": "keras_clip.loading",
     "load_tokenizer": "keras_clip.data.tokenizer_spec",
 }
 __all__ = sorted(_PUBLIC)
 __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
 
-# What saved models name: the towers, their layers, CLIPModel, CLIPAdamW.
+# What saved models name: the towers, their layers, CLIPModel, CLIPAdamW
+# (the list keras_clip.loading imports).
 REGISTERING_MODULES = ("keras_clip.models", "keras_clip.training.clip_adamw")
 if "keras" in sys.modules:
     for _module in REGISTERING_MODULES:

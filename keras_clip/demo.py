@@ -16,8 +16,8 @@ import numpy as np
 
 from keras_clip.data import shapes_dataset
 from keras_clip.data.clip_tokenizer import CLIPTokenizer
-from keras_clip.data.image_ops import CLIP_MEAN, CLIP_STD
 from keras_clip.evaluation import retrieval_metrics, zero_shot
+from keras_clip.evaluation.embedding import embed_batches, slices
 from keras_clip.training import train
 
 IMAGE_SIZE = 32
@@ -37,16 +37,10 @@ def architecture(vocabulary_size):
     }
 
 
-def normalise(images):
-    """uint8 images already at the model's size → its inputs (as evaluation does)."""
-    return ((images / 255.0 - np.array(CLIP_MEAN)) / np.array(CLIP_STD)).astype("float32")
-
-
 def image_embeddings(model, images, batch_size=256):
-    return np.concatenate([
-        keras.ops.convert_to_numpy(model.encode_image(normalise(images[i : i + batch_size])))
-        for i in range(0, len(images), batch_size)
-    ])
+    """uint8 images already at the model's size → `(N, D)` embeddings."""
+    return embed_batches(lambda batch: model.encode_image(model.preprocessing.normalize(batch)),
+                         slices(images, batch_size))
 
 
 def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_size=128,
@@ -104,8 +98,8 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     if plots:
         from keras_clip import demo_plots
 
-        demo_plots.save_all(output_dir, result.history, model, tokenizer, splits, pool[best],
-                            [pool_captions[i] for i in best],
+        demo_plots.save_all(output_dir, result.history, model, tokenizer, splits, QUERY,
+                            pool[best], [pool_captions[i] for i in best],
                             best >= len(splits["validation"]["images"]),
                             steps=steps, checkpoint_every=max(1, steps // 10))
     print(f"done in {time.time() - start:.0f} s; model: {result.model_path}")
@@ -119,7 +113,8 @@ def evaluate(model, tokenizer, splits):
     for split in ("held_out", "validation"):
         data = splits[split]
         metrics = zero_shot.evaluate_zero_shot(
-            model, classifier, [{"images": normalise(data["images"]), "labels": data["labels"]}])
+            model, classifier,
+            [{"images": model.preprocessing.normalize(data["images"]), "labels": data["labels"]}])
         report[f"zero_shot_{split}_top1"] = metrics["top1"]
     report["zero_shot_chance"] = 1 / len(names)
     data = splits["validation"]

@@ -17,13 +17,14 @@ SEEN_COLOUR = "tab:gray"
 MATCH_COLOUR = "tab:red"  # frames the matching image–caption pairs
 
 
-def save_all(output_dir, history, model, tokenizer, splits, query_images, query_captions,
-             query_held_out, *, steps, checkpoint_every):
+def save_all(output_dir, history, model, tokenizer, splits, query, query_images,
+             query_captions, query_held_out, *, steps, checkpoint_every):
     """Saves curves.png, similarity.png and query.png; returns their paths.
 
     `history` is `train()`'s Keras history: one value per fit "epoch" of
     `checkpoint_every` steps, `steps` in all. `query_held_out[i]` says
-    whether `query_images[i]` shows a combination kept out of training.
+    whether `query_images[i]` shows a combination kept out of training;
+    they are the best matches of the text `query`.
     """
     try:
         import matplotlib
@@ -34,13 +35,11 @@ def save_all(output_dir, history, model, tokenizer, splits, query_images, query_
         print("  (no pictures: `pip install matplotlib` to get curves and a "
               "similarity matrix)")
         return []
-    from keras_clip.demo import QUERY
-
     paths = [
         _save(plt, _curves(plt, history, steps, checkpoint_every), output_dir, "curves.png"),
         _save(plt, _similarity(plt, model, tokenizer, splits["validation"]), output_dir,
               "similarity.png"),
-        _save(plt, _query(plt, QUERY, query_images, query_captions, query_held_out),
+        _save(plt, _query(plt, query, query_images, query_captions, query_held_out),
               output_dir, "query.png"),
     ]
     print(f"  pictures: {', '.join(paths)}")
@@ -81,11 +80,10 @@ def _curves(plt, history, steps, checkpoint_every):
 
 def _similarity(plt, model, tokenizer, data, count=8):
     """The first `count` validation images (columns) against their captions (rows)."""
-    from keras_clip.demo import image_embeddings
-
     images, captions = data["images"][:count], data["captions"][:count]
     texts = keras.ops.convert_to_numpy(model.encode_text(tokenizer(captions)))
-    similarity = image_embeddings(model, images) @ texts.T
+    pixels = model.preprocessing.normalize(images)
+    similarity = keras.ops.convert_to_numpy(model.encode_image(pixels)) @ texts.T
     figure, (strip, matrix) = plt.subplots(
         2, 1, figsize=(10, 9.5), height_ratios=(1, count), sharex=True, layout="constrained")
     # The thumbnails sit above their columns: one unit of x per image.

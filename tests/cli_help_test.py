@@ -31,7 +31,8 @@ def test_help_of_every_command_loads_no_tensorflow_and_is_quick():
         "        cli.main(command + ['--help'])\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch')]\n"
+        "heavy = [m for m in sys.modules\n"
+        "         if m.split('.')[0] in ('keras', 'tensorflow', 'jax', 'torch')]\n"
         "print('RESULT', time.monotonic() - start, len(heavy))\n"
     )
     started = time.monotonic()

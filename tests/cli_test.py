@@ -1,7 +1,6 @@
 import subprocess
 import sys
 
-
 from keras_clip import cli
 
 

@@ -6,7 +6,6 @@ import pytest
 
 from keras_clip.demo import run_demo
 
-
 # Exporting from JAX or PyTorch goes through a TensorFlow subprocess, which
 # tests/export covers (and clip_adamw_test for a trained model); here it
 # would only repeat that at ~40 s a backend.

@@ -1,4 +1,4 @@
-"""The model core runs on any backend: layers/, models/, losses/ never import TF."""
+"""keras_clip's layering: who may import whom, and a core that needs no TensorFlow."""
 
 import ast
 import os
@@ -11,6 +11,32 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "keras_clip"
 CORE = ("layers", "models", "losses")
+# Modules any part may import: they import nothing from keras_clip.
+SHARED = {"preprocessing", "progress_line", "lazy_exports"}
+# Each part of keras_clip/ (a folder, or a top-level module) and the parts it
+# may import besides itself and SHARED: one direction, top to bottom.
+ALLOWED = {
+    "layers": set(),
+    "losses": {"layers"},
+    "models": {"layers", "losses"},
+    "data": set(),
+    "training": {"models", "losses", "data"},
+    "evaluation": {"models", "data"},
+    "export": {"models", "layers", "data", "evaluation"},
+    "convert": {"models", "data"},
+    # The package's entry points use everything.
+    "loading": {"__init__", "models", "training"},
+    "commands": {"__init__", "loading", "models", "data", "training", "evaluation", "export",
+                 "convert", "demo"},
+    "cli": {"commands", "training"},
+    "demo": {"__init__", "models", "data", "training", "evaluation", "export", "demo_plots"},
+    "demo_plots": {"data", "evaluation"},
+    "__init__": set(),
+}
+ALLOWED.update({name: set() for name in SHARED})
+# The one TensorFlow module in the core: cross_replica loads it only when the
+# backend is TensorFlow (tf.distribute's all-gather), when TensorFlow is loaded.
+TENSORFLOW_IN_CORE = {"losses/tf_replica.py"}
 
 
 def imported_modules(path):
@@ -22,11 +48,50 @@ def imported_modules(path):
             yield node.module
 
 
+def part_of(path):
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def imported_part(module):
+    parts = module.split(".")
+    if parts[0] != "keras_clip":
+        return None
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_part_of_the_package_is_in_the_table():
+    parts = {part_of(path) for path in PACKAGE.rglob("*.py")}
+    assert parts - set(ALLOWED) == set()
+
+
+def test_parts_import_only_what_the_table_allows():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = part_of(path)
+        for module in imported_modules(path):
+            target = imported_part(module)
+            if target in (None, source) or target in SHARED:
+                continue
+            if target not in ALLOWED[source]:
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert offenders == []
+
+
+def test_the_table_has_no_cycles():
+    def reaches(start, goal, seen=()):
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, (*seen, nxt)))
+                   for nxt in ALLOWED[start])
+
+    assert [part for part in ALLOWED if reaches(part, part)] == []
+
+
 @pytest.mark.parametrize("folder", CORE)
 def test_core_sources_do_not_import_tensorflow(folder):
     offenders = [
-        f"{path.name}: {module}"
+        f"{path.relative_to(PACKAGE)}: {module}"
         for path in (PACKAGE / folder).rglob("*.py")
+        if str(path.relative_to(PACKAGE)) not in TENSORFLOW_IN_CORE
         for module in imported_modules(path)
         if module.split(".")[0] in ("tensorflow", "tensorflow_text", "tf_keras")
     ]

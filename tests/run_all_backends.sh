@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suite once per Keras backend and fails if any backend fails.
 # Extra arguments go to pytest, e.g. `tests/run_all_backends.sh -m "not slow"`.
+# Tests run in TEST_WORKERS pytest-xdist processes (default: one per core, at
+# most 4): most of a tiny model's test is single-threaded tracing and Python.
 set -u
 cd "$(dirname "$0")/.."
 failed=()
@@ -10,10 +12,13 @@ failed=()
 jax_cache=$(mktemp -d)
 trap 'rm -rf "${jax_cache}"' EXIT
 export JAX_COMPILATION_CACHE_DIR="${jax_cache}" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+workers="${TEST_WORKERS:-$(python -c 'import os; print(min(os.cpu_count() or 1, 4))')}"
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
-  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider --durations=15 "$@" \
-    || failed+=("${backend}")
+  backend_started=$(date +%s)
+  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider --durations=15 \
+    -n "${workers}" "$@" || failed+=("${backend}")
+  echo "${backend} took $(( $(date +%s) - backend_started )) s"
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "tests failed on: ${failed[*]}"

@@ -102,7 +102,7 @@ def _model_and_tokenizer(args):
         load_tokenizer,
         saved_tokenizer_near,
     )
-    from keras_clip.models.loading import load_model
+    from keras_clip.loading import load_model
 
     model = load_model(args.model, compile=False)
     saved = saved_tokenizer_near(args.model)

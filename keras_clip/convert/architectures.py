@@ -8,13 +8,11 @@ refused by name rather than dropped.
 """
 
 import copy
+import inspect
 
-from keras_clip.models.clip_presets import (
-    CLIP_MEAN,
-    CLIP_STD,
-    default_preprocessing,
-)
 from keras_clip.models import clip_presets
+from keras_clip.models.clip_presets import default_preprocessing
+from keras_clip.preprocessing import CLIP_MEAN, CLIP_STD
 
 ACTIVATIONS = ("quick_gelu", "gelu")
 # OpenCLIP options that change nothing at inference, or that keras_clip's
@@ -67,19 +65,21 @@ END_OF_TEXT_ID = 49407
 
 def preset_architecture(preset, activation):
     """A keras_clip preset's towers, with the transformers' activation set."""
-    if preset not in clip_presets.PRESETS:
+    kind, architecture = clip_presets.resolve(preset)
+    if kind != "architecture":
         raise ValueError(
-            f"Unknown preset {preset!r}; one of {', '.join(clip_presets.PRESETS)}."
+            f"--preset names an architecture, one of {', '.join(clip_presets.PRESETS)}; "
+            f"{preset!r} is a saved model."
         )
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"activation must be one of {ACTIVATIONS} (OpenAI's weights and "
             f"OpenCLIP's '-quickgelu' models: quick_gelu), got {activation!r}."
         )
-    architecture = copy.deepcopy(clip_presets.PRESETS[preset])
+    architecture = copy.deepcopy(architecture)
     for part in ("image", "text"):
         class_name, arguments = architecture[part]
-        if class_name in ("VisionTransformer", "TextTransformer"):
+        if "activation" in inspect.signature(clip_presets.TOWERS[class_name]).parameters:
             arguments["activation"] = activation
     return architecture
 

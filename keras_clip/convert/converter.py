@@ -3,20 +3,18 @@
 import json
 import os
 import tempfile
-import warnings
 
 import numpy as np
 
 from keras_clip.convert import architectures, weight_maps
 from keras_clip.convert.checkpoint_files import CheckpointError, read_checkpoint
-from keras_clip.models.resolution import with_image_size
-from keras_clip.models.clip_presets import CLIP_MEAN, CLIP_STD
 from keras_clip.models import clip_presets
 from keras_clip.models.clip_model import CLIPModel
+from keras_clip.models.loading import MODEL_FILE
+from keras_clip.models.resolution import with_image_size
+from keras_clip.preprocessing import Preprocessing
 
 SOURCES = ("openai", "open_clip", "hf")
-PREPROCESSING_FILE = "preprocessing.json"
-MODEL_FILE = "model.keras"
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -97,7 +95,8 @@ def convert_checkpoint(
 
     Returns:
         `(model, tokenizer, preprocessing)`; `preprocessing` is a dict of the
-        source's image size, context length, mean and std.
+        source's image size, context length, mean and std, also the
+        model's `preprocessing` record (what its pipelines then use).
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}.")
@@ -116,8 +115,8 @@ def convert_checkpoint(
     if image_size is not None and image_size != model.image_size:
         model = with_image_size(model, image_size)
         preprocessing["image_size"] = image_size
-    _warn_on_other_constants(preprocessing)
-    return model, tokenizer, preprocessing
+    model.preprocessing = Preprocessing.from_dict(preprocessing)
+    return model, tokenizer, model.preprocessing.to_dict()
 
 
 def _openai_architecture(source, preset, config, activation):
@@ -198,23 +197,13 @@ def _read_json(path):
     return value
 
 
-def _warn_on_other_constants(preprocessing):
-    if not (np.allclose(preprocessing["mean"], CLIP_MEAN)
-            and np.allclose(preprocessing["std"], CLIP_STD)):
-        warnings.warn(
-            f"This checkpoint was trained with mean {preprocessing['mean']} and std "
-            f"{preprocessing['std']}, not CLIP's; they are saved in "
-            f"{PREPROCESSING_FILE}, but keras_clip's image pipelines normalise with "
-            f"CLIP's constants.",
-            stacklevel=3,
-        )
-
-
 def save_converted(model, tokenizer, preprocessing, destination):
     """Writes a `.keras` file, or a preset directory for `from_preset`.
 
     A directory gets `model.keras`, the tokenizer's `vocab.json` and
-    `merges.txt`, and `preprocessing.json`. Everything is written under a
+    `merges.txt`, and `preprocessing.json` (the model's record, which its
+    config holds too; `preprocessing` is kept for callers of keras_clip
+    0.1 and unused). Everything is written under a
     temporary name beside the destination and moved there when complete,
     so a conversion that fails part-way leaves nothing half-written. An
     existing destination is refused, never overwritten.
@@ -236,8 +225,6 @@ def save_converted(model, tokenizer, preprocessing, destination):
             os.makedirs(partial)
             model.save(os.path.join(partial, MODEL_FILE))
             tokenizer.save_vocabulary(partial)
-            with open(os.path.join(partial, PREPROCESSING_FILE), "w",
-                      encoding="utf-8") as file:
-                json.dump(preprocessing, file, indent=2)
+            model.preprocessing.save(partial)
         os.replace(partial, destination)
     return destination

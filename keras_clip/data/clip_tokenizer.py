@@ -41,7 +41,8 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
     `<|endoftext|>` inside a caption are tokenized as text, so a caption
     cannot move the point where the text tower reads its features.
 
-    A text costs at most 50 ms on 2 CPU cores however long it is (tested; `benchmarks/tokenizer_cost.py` measures 2-12 ms for a
+    A text costs at most 50 ms on 2 CPU cores however long it is (tested;
+    `benchmarks/tokenizer_cost.py` measures 2-12 ms for a
     `tf.string` in, as `tf.data` and TF Serving call it). Only what can
     reach the ids is encoded: the first `max_text_bytes` bytes of the
     cleaned text and its first `context_length - 2` pieces (each piece
@@ -62,7 +63,7 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
 
     Example:
     >>> tokenizer = CLIPTokenizer.from_openai()
-    >>> tokenizer(["hello world"])[0, :5]
+    >>> np.asarray(tokenizer(["hello world"]))[0, :5].tolist()
     [49406, 3306, 1002, 49407, 0]
     """
 
@@ -110,22 +111,19 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
 
     @classmethod
     def from_preset(cls, preset):
-        """The tokenizer of a preset name or of a preset directory.
+        """The tokenizer of a preset directory.
 
-        A directory (as `keras-clip convert` or `demo` write it) holds
-        `vocab.json` and `merges.txt`, and `preprocessing.json` with the
-        context length; a keras_clip preset name gives OpenAI's vocabulary
-        at that preset's context length.
+        A directory (as `keras-clip convert`, `train` or `demo` write it)
+        holds `vocab.json` and `merges.txt`, and `preprocessing.json` with
+        the context length. The paper presets' architectures (`"ViT-B/32"`,
+        …) use OpenAI's vocabulary: `CLIPTokenizer.from_openai(
+        context_length=model.context_length)`.
         """
-        from keras_clip.models import clip_presets
-
-        if preset in clip_presets.PRESETS:
-            context_length = clip_presets.PRESETS[preset]["text"][1]["context_length"]
-            return cls.from_openai(context_length=context_length)
         if not os.path.isdir(preset):
             raise ValueError(
-                f"{preset!r} is neither a preset name nor a directory with "
-                f"vocab.json and merges.txt."
+                f"{preset!r} is not a directory with vocab.json and merges.txt. For a "
+                "preset architecture's OpenAI tokenizer use "
+                "CLIPTokenizer.from_openai(context_length=model.context_length)."
             )
         from keras_clip.data.tokenizer_spec import load_tokenizer
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from keras_clip.data import image_ops, record_reader, tfrecord_schema
 from keras_clip.data.dataset_checks import check_first_records, first_line
 from keras_clip.data.dataset_stats import DatasetStats, name_files
+from keras_clip.preprocessing import Preprocessing
 
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
@@ -63,11 +64,11 @@ def expected_records(files):
     return total
 
 
-def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=None,
+def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokenizer=None,
                  shuffle_buffer=2048, seed=None, image_dtype="float32",
                  drop_remainder=True, repeat=False, skip_examples=0,
                  deterministic=None, input_worker=None, stats=None, trim_token_ids=True,
-                 context_length=None, max_pixels=None):
+                 context_length=None, max_pixels=None, preprocessing=None):
     """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
 
     Files are read interleaved, shuffled when `training`, decoded and
@@ -98,9 +99,10 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
 
     Args:
         file_pattern: glob (or list of globs) of `.tfrecord` shards.
-        image_size: int. Side of the square output images.
         batch_size: int. Batch size (global, under a distribution strategy).
         training: bool. Shuffle, augment and pick a random caption per image.
+        image_size: int. Side of the square output images (default: the
+            preprocessing record's).
         tokenizer: a `CLIPTokenizer`; None uses the records' `token_ids`.
         shuffle_buffer: int. Examples in the shuffle buffer when training.
         seed: optional int for the shuffles and augmentation (None: random).
@@ -128,10 +130,20 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
             first record's width.
         max_pixels: images whose header declares more pixels are skipped
             before decoding (default `image_ops.MAX_IMAGE_PIXELS`).
+        preprocessing: the model's `Preprocessing` record (`model.preprocessing`):
+            its mean and std normalise the images, and its image size and
+            context length are the defaults of `image_size` and
+            `context_length`. None: CLIP's constants, `image_size` required.
 
     Returns:
         A `tf.data.Dataset` of `{"images": (B, S, S, 3), "token_ids": (B, T)}`.
     """
+    if preprocessing is not None:
+        image_size = image_size or preprocessing.image_size
+        context_length = context_length or preprocessing.context_length
+    elif image_size is None:
+        raise ValueError("make_dataset needs image_size or a preprocessing record.")
+    normalization = preprocessing or Preprocessing(image_size, 1)  # CLIP's mean and std
     files = list_shards(file_pattern)
     single_pass = not repeat and not skip_examples
     stats = stats or DatasetStats(expected_records(files) if single_pass else None)
@@ -146,7 +158,7 @@ def make_dataset(file_pattern, *, image_size, batch_size, training, tokenizer=No
     if tf.executing_eagerly():
         context_length = check_first_records(files, tokenizer, context_length)
     decode = _example_decoder(image_size, training, tokenizer, seed, image_dtype,
-                              context_length, max_pixels)
+                              context_length, max_pixels, normalization)
     if tf.executing_eagerly():
         check_delivers(files, decode, stats)
     records = record_stream(files, training=training, seed=seed, repeat=repeat,
@@ -196,10 +208,11 @@ def record_stream(files, *, training, seed, repeat, deterministic, shuffle_buffe
 
 
 def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context_length,
-                     max_pixels):
+                     max_pixels, preprocessing):
     """`(position, record) → example`: image preprocessed, caption or ids picked."""
 
     limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+    limit.update(mean=preprocessing.mean, std=preprocessing.std)
 
     def decode(position, record):
         example = tfrecord_schema.parse_example(record)

@@ -2,9 +2,10 @@
 
 Evaluation follows CLIP's release (via torchvision on PIL images) to within
 a grey level: resize the shorter side to the target with PIL's antialiased
-bicubic filter, centre crop, scale to [0, 1], normalise with CLIP's mean and
-std. Resize and crop are one step that computes only the crop's pixels, so
-a 1000×1 image costs a 224×224 output, not its 224×224,000 resize. Training
+bicubic filter, centre crop, scale to [0, 1], normalise with the model's
+mean and std (CLIP's by default; see `keras_clip.preprocessing`). Resize
+and crop are one step that computes only the crop's pixels, so a 1000×1
+image costs a 224×224 output, not its 224×224,000 resize. Training
 replaces resize and crop by a random resized crop of 90–100% of the area
 (Radford et al., 2021, used only this augmentation; no flips).
 
@@ -23,7 +24,8 @@ from keras_clip.data.image_headers import (  # noqa: F401  (declared_size: publi
     declared_size,
     refuse_oversized,
 )
-from keras_clip.models.clip_presets import CLIP_MEAN, CLIP_STD
+from keras_clip.preprocessing import CLIP_MEAN, CLIP_STD
+
 
 def decode_rgb(image_bytes, dct_method="INTEGER_ACCURATE", max_pixels=MAX_IMAGE_PIXELS):
     """JPEG/PNG/GIF (first frame)/BMP/WebP/JPEG XL bytes → `(H, W, 3)` uint8.
@@ -243,8 +245,8 @@ def resize_and_center_crop(image, size):
     return tf.ensure_shape(resized, [size, size, image.shape[-1]])
 
 
-def normalize(image):
-    """`[0, 255]` pixels → CLIP's normalised float32 inputs.
+def normalize(image, mean=CLIP_MEAN, std=CLIP_STD):
+    """`[0, 255]` pixels → normalised float32 inputs, `(x / 255 - mean) / std`.
 
     One multiply-add, `(x / 255 - mean) / std` rearranged. When the shape is
     static, the per-channel factors are laid out at the image's full size:
@@ -252,8 +254,8 @@ def normalize(image):
     slower than they multiply two tensors of one shape.
     """
     image = tf.cast(image, tf.float32)
-    scale = 1.0 / (255.0 * np.array(CLIP_STD, np.float32))
-    offset = -np.array(CLIP_MEAN, np.float32) / np.array(CLIP_STD, np.float32)
+    scale = 1.0 / (255.0 * np.array(std, np.float32))
+    offset = -np.array(mean, np.float32) / np.array(std, np.float32)
     if image.shape.is_fully_defined():
         scale = np.broadcast_to(scale, image.shape)
         offset = np.broadcast_to(offset, image.shape)
@@ -311,18 +313,19 @@ def _resize_antialiased(image, size):
                    lambda: resize(image))
 
 
-def preprocess_for_eval(image_bytes, image_size, max_pixels=MAX_IMAGE_PIXELS):
+def preprocess_for_eval(image_bytes, image_size, max_pixels=MAX_IMAGE_PIXELS,
+                        mean=CLIP_MEAN, std=CLIP_STD):
     """Bytes → `(image_size, image_size, 3)` float32: resize, centre crop, normalise.
 
     Images declaring more than `max_pixels` are refused (see `decode_rgb`).
     """
     image = resize_and_center_crop(decode_rgb(image_bytes, max_pixels=max_pixels), image_size)
     image.set_shape([image_size, image_size, 3])
-    return normalize(image)
+    return normalize(image, mean, std)
 
 
 def preprocess_for_train(image_bytes, image_size, seed, scale=(0.9, 1.0),
-                         max_pixels=MAX_IMAGE_PIXELS):
+                         max_pixels=MAX_IMAGE_PIXELS, mean=CLIP_MEAN, std=CLIP_STD):
     """Bytes → `(image_size, image_size, 3)` float32: random resized crop, normalise.
 
     `seed`: a `(2,)` integer tensor (see `random_resized_crop_box`).
@@ -338,4 +341,4 @@ def preprocess_for_train(image_bytes, image_size, seed, scale=(0.9, 1.0),
     image = image[top : top + crop_height, left : left + crop_width]  # frees the rest, eagerly
     image = _resize_antialiased(image, image_size)
     image.set_shape([image_size, image_size, 3])
-    return normalize(image)
+    return normalize(image, mean, std)

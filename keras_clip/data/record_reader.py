@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 import tensorflow as tf
+
 # TensorFlow's own random-access record reader (checks both CRCs); public
 # `tf.io` has none. Its module is pinned with tensorflow (pyproject.toml).
 from tensorflow.python.lib.io import _pywrap_record_io

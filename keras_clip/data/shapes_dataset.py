@@ -132,7 +132,8 @@ def generate(count, split="train", image_size=32, seed=0):
     rng = np.random.default_rng([seed, offsets[split]])
     held_out = set(held_out_combinations())
     all_combinations = [(c, s) for c in COLOURS for s in SHAPES]
-    combinations = [pair for pair in all_combinations if (pair in held_out) == (split == "held_out")]
+    combinations = [pair for pair in all_combinations
+                    if (pair in held_out) == (split == "held_out")]
     names = class_names()
     images = np.empty((count, image_size, image_size, 3), np.uint8)
     captions, labels = [], []
@@ -159,30 +160,24 @@ def write_tfrecords(examples, prefix, tokenizer=None, num_shards=2, verbose=True
     Returns the shards' glob pattern.
     """
     import io
-    import json
-    import os
 
     import keras
-    import tensorflow as tf
 
     from keras_clip.data import tfrecord_schema
+    from keras_clip.data.shard_writer import write_shards
 
-    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     count = len(examples["captions"])
     token_ids = None if tokenizer is None else np.asarray(tokenizer(examples["captions"]))
     progress = keras.utils.Progbar(count, unit_name="pair") if verbose else None
-    for shard in range(num_shards):
-        path = f"{prefix}-{shard:05d}-of-{num_shards:05d}.tfrecord"
-        indices = range(shard, count, num_shards)
-        with tf.io.TFRecordWriter(path) as writer:
-            for i in indices:
-                png = io.BytesIO()
-                Image.fromarray(examples["images"][i]).save(png, "PNG")
-                ids = None if token_ids is None else token_ids[i : i + 1]
-                writer.write(tfrecord_schema.serialize_example(
-                    png.getvalue(), [examples["captions"][i]], key=str(i), token_ids=ids))
-                if progress is not None:
-                    progress.add(1)
-        with open(path + tfrecord_schema.SIDECAR_SUFFIX, "w") as file:
-            json.dump({"records": len(indices)}, file)
-    return f"{prefix}-*.tfrecord"
+
+    def records():
+        for i in range(count):
+            png = io.BytesIO()
+            Image.fromarray(examples["images"][i]).save(png, "PNG")
+            ids = None if token_ids is None else token_ids[i : i + 1]
+            yield tfrecord_schema.serialize_example(
+                png.getvalue(), [examples["captions"][i]], key=str(i), token_ids=ids)
+            if progress is not None:
+                progress.add(1)
+
+    return write_shards(records(), prefix, count, num_shards)

@@ -53,29 +53,22 @@ def write_synthetic_tfrecords(directory, count=32, num_shards=2, context_length=
     sidecar with its record count. Returns the shards' glob pattern.
     """
     import io
-    import json
-    import os
 
-    import tensorflow as tf
     from PIL import Image
 
     from keras_clip.data import tfrecord_schema
+    from keras_clip.data.shard_writer import write_shards
 
     rng = np.random.default_rng(seed)
     token_ids = synthetic_pairs(count, image_size=1, context_length=context_length,
                                 seed=seed)["token_ids"]
-    os.makedirs(directory, exist_ok=True)
-    for shard in range(num_shards):
-        path = os.path.join(directory, f"train-{shard:05d}-of-{num_shards:05d}.tfrecord")
-        indices = range(shard, count, num_shards)
-        with tf.io.TFRecordWriter(path) as writer:
-            for i in indices:
-                pixels = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
-                jpeg = io.BytesIO()
-                Image.fromarray(pixels).save(jpeg, "JPEG", quality=90)
-                writer.write(tfrecord_schema.serialize_example(
-                    jpeg.getvalue(), [f"pair {i}"], key=str(i),
-                    token_ids=token_ids[i:i + 1]))
-        with open(path + tfrecord_schema.SIDECAR_SUFFIX, "w") as file:
-            json.dump({"records": len(indices)}, file)
-    return os.path.join(directory, "train-*.tfrecord")
+
+    def records():
+        for i in range(count):
+            pixels = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
+            jpeg = io.BytesIO()
+            Image.fromarray(pixels).save(jpeg, "JPEG", quality=90)
+            yield tfrecord_schema.serialize_example(
+                jpeg.getvalue(), [f"pair {i}"], key=str(i), token_ids=token_ids[i:i + 1])
+
+    return write_shards(records(), f"{directory}/train", count, num_shards)

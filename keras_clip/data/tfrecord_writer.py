@@ -13,13 +13,12 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_clip.data import image_headers, image_ops, tfrecord_schema
+from keras_clip.data.shard_writer import PARTIAL_SUFFIX, ShardWriter, write_atomically
 from keras_clip.data.text_cleaning import clean_text
 from keras_clip.progress_line import ProgressLine, duration
 
 # Formats TensorFlow decodes itself; anything else is re-encoded.
 TF_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP"}
-# Files being written end with this until they are whole.
-PARTIAL_SUFFIX = ".partial"
 # Images over this are refused: the same limit the pipelines decode under.
 MAX_PIXELS = image_headers.MAX_IMAGE_PIXELS
 
@@ -170,7 +169,7 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
     _check_options(shard_size_mb, num_workers, max_shorter_side, max_caption_chars)
     _start_output(output_prefix)
     summary = WriteSummary()
-    shard = _ShardWriter(output_prefix, shard_size_mb * 2**20, summary)
+    shard = ShardWriter(output_prefix, max_bytes=shard_size_mb * 2**20)
     progress = _PairProgress(expected_pairs, verbose)
     with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
         results = _ordered_map(
@@ -184,12 +183,13 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
                 summary.skipped[outcome] += 1
             else:
                 shard.write(record)
+                summary.written += 1
                 summary.changed.update(outcome)
             progress.update(count, summary)
     progress.finish(summary)
-    shard.close()
+    summary.shards = shard.close()
     removed = _remove_stale_shards(output_prefix, summary.shards)
-    _write_atomically(f"{output_prefix}-summary.json",
+    write_atomically(f"{output_prefix}-summary.json",
                       json.dumps(summary.as_dict(), indent=2))
     if verbose:
         print(summary)
@@ -270,13 +270,6 @@ def _remove_stale_shards(output_prefix, written):
     return len(stale)
 
 
-def _write_atomically(path, text):
-    partial = path + PARTIAL_SUFFIX
-    with tf.io.gfile.GFile(partial, "w") as file:
-        file.write(text)
-    tf.io.gfile.rename(partial, path, overwrite=True)
-
-
 def _ordered_map(pool, function, items, window):
     """`pool.map` that keeps at most `window` items in flight (and in memory)."""
     pending = collections.deque()
@@ -286,37 +279,3 @@ def _ordered_map(pool, function, items, window):
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
-
-
-class _ShardWriter:
-    """Opens a new shard when the current one is full; writes sidecars.
-
-    A shard is written as `NAME.partial` and renamed to `NAME` when closed,
-    after its sidecar: readers never see a half-written shard.
-    """
-
-    def __init__(self, prefix, max_bytes, summary):
-        self.prefix, self.max_bytes, self.summary = prefix, max_bytes, summary
-        self.writer, self.path, self.size, self.records = None, None, 0, 0
-
-    def write(self, record):
-        if self.writer is None:
-            self.path = f"{self.prefix}-{len(self.summary.shards):05d}.tfrecord"
-            self.writer = tf.io.TFRecordWriter(self.path + PARTIAL_SUFFIX)
-            self.size = self.records = 0
-        self.writer.write(record)
-        self.size += len(record)
-        self.records += 1
-        self.summary.written += 1
-        if self.size >= self.max_bytes:
-            self.close()
-
-    def close(self):
-        if self.writer is None:
-            return
-        self.writer.close()
-        _write_atomically(self.path + tfrecord_schema.SIDECAR_SUFFIX,
-                          json.dumps({"records": self.records}))
-        tf.io.gfile.rename(self.path + PARTIAL_SUFFIX, self.path, overwrite=True)
-        self.summary.shards.append(self.path)
-        self.writer = None

@@ -16,9 +16,10 @@ import gzip
 import json
 import os
 
+from keras_clip.preprocessing import PREPROCESSING_FILE
+
 OPENAI = "openai"
 VOCABULARY_FILE, MERGES_FILE = "vocab.json", "merges.txt"
-PREPROCESSING_FILE = "preprocessing.json"
 HELP = ("'openai' (OpenAI's vocabulary, shipped with keras_clip), a directory with "
         "vocab.json and merges.txt (from train-tokenizer, train, convert or demo), or a "
         "merges file")
@@ -84,6 +85,8 @@ def load_tokenizer(spec=OPENAI, context_length=None):
 
     Example:
     >>> tokenizer = load_tokenizer("runs/clip")  # the one `train` saved
+    >>> tokenizer.context_length
+    16
     """
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
 

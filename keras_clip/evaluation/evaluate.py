@@ -1,9 +1,7 @@
 """`evaluate()`: zero-shot over a class folder and retrieval over caption shards."""
 
-import keras
-import numpy as np
-
 from keras_clip.evaluation import retrieval, zero_shot
+from keras_clip.evaluation.embedding import embed_pairs
 
 
 def evaluate(model, tokenizer, folder=None, captions=None, templates=zero_shot.TEMPLATES,
@@ -23,7 +21,8 @@ def evaluate(model, tokenizer, folder=None, captions=None, templates=zero_shot.T
     if folder is not None:
         from keras_clip.evaluation.image_folder import image_folder_dataset
 
-        dataset, listing, stats = image_folder_dataset(folder, model.image_size, batch_size)
+        dataset, listing, stats = image_folder_dataset(
+            folder, model.image_size, batch_size, **model.preprocessing.normalization)
         names = listing.class_names
         classifier = zero_shot.zero_shot_classifier(model, tokenizer, names, templates)
         metrics = zero_shot.evaluate_zero_shot(model, classifier, dataset)
@@ -39,14 +38,11 @@ def evaluate(model, tokenizer, folder=None, captions=None, templates=zero_shot.T
     if captions is not None:
         from keras_clip.data.dataset import make_dataset
 
-        dataset = make_dataset(captions, image_size=model.image_size, batch_size=batch_size,
-                               training=False, tokenizer=tokenizer, drop_remainder=False)
-        images, texts = [], []
-        for batch in dataset:
-            images.append(keras.ops.convert_to_numpy(model.encode_image(batch["images"])))
-            texts.append(keras.ops.convert_to_numpy(model.encode_text(batch["token_ids"])))
-        report["retrieval"] = retrieval.retrieval_metrics(np.concatenate(images),
-                                                          np.concatenate(texts))
-        report["retrieval"]["pairs"] = int(sum(len(i) for i in images))
+        dataset = make_dataset(captions, preprocessing=model.preprocessing,
+                               batch_size=batch_size, training=False, tokenizer=tokenizer,
+                               drop_remainder=False)
+        images, texts = embed_pairs(model, dataset)
+        report["retrieval"] = retrieval.retrieval_metrics(images, texts)
+        report["retrieval"]["pairs"] = len(images)
         report["retrieval"]["skipped"] = dataset.stats.as_dict()["examples_skipped"]
     return report

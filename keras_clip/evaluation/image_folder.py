@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_clip.data import image_ops
 from keras_clip.data.dataset import DatasetStats
+from keras_clip.preprocessing import CLIP_MEAN, CLIP_STD
 
 # What TensorFlow decodes (GIF: its first frame). Other files are counted
 # in `ignored_files`, never silently dropped.
@@ -53,8 +54,11 @@ def read_image_folder(root):
                        dict(ignored))
 
 
-def image_folder_dataset(root, image_size, batch_size=64):
+def image_folder_dataset(root, image_size, batch_size=64, mean=CLIP_MEAN, std=CLIP_STD):
     """Evaluation batches `{"images", "labels"}` of a class folder.
+
+    Images are normalised with `mean` and `std` (the model's record:
+    `**model.preprocessing.normalization`).
 
     Returns `(dataset, folder, stats)`: `folder` is the `ImageFolder`.
     Images that cannot be decoded are skipped and counted in `stats` (a
@@ -68,7 +72,8 @@ def image_folder_dataset(root, image_size, batch_size=64):
     def load(path, label):
         with tf.control_dependencies([stats.records_read.assign_add(1)]):
             image_bytes = tf.io.read_file(path)
-        return {"images": image_ops.preprocess_for_eval(image_bytes, image_size),
+        return {"images": image_ops.preprocess_for_eval(image_bytes, image_size,
+                                                        mean=mean, std=std),
                 "labels": label}
 
     def count(example):

@@ -16,7 +16,8 @@ def linear_probe(train_features, train_labels, test_features, test_labels,
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError as error:
-        raise ImportError("The linear probe needs scikit-learn: pip install scikit-learn") from error
+        raise ImportError(
+            "The linear probe needs scikit-learn: pip install scikit-learn") from error
     train_features, train_labels = np.asarray(train_features), np.asarray(train_labels)
     order = np.random.default_rng(seed).permutation(len(train_labels))
     held = max(1, int(len(order) * validation_fraction))

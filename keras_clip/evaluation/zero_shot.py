@@ -7,7 +7,8 @@ the class whose row is most similar to its embedding. No training.
 """
 
 import numpy as np
-from keras import ops
+
+from keras_clip.evaluation.embedding import embed_batches, slices
 
 # Generic prompt templates, ours; the paper ensembles 80 such for ImageNet.
 TEMPLATES = (
@@ -41,11 +42,9 @@ def zero_shot_classifier(model, tokenizer, class_names, templates=TEMPLATES, bat
     if not templates or any("{}" not in t for t in templates):
         raise ValueError("Each template must contain '{}' where the class name goes.")
     texts = [template.format(name) for name in class_names for template in templates]
-    embeddings = []
-    for start in range(0, len(texts), batch_size):
-        token_ids = tokenizer(texts[start : start + batch_size])
-        embeddings.append(ops.convert_to_numpy(model.encode_text(token_ids)))
-    per_text = np.concatenate(embeddings).reshape(len(class_names), len(templates), -1)
+    embeddings = embed_batches(lambda batch: model.encode_text(tokenizer(batch)),
+                               slices(texts, batch_size))
+    per_text = embeddings.reshape(len(class_names), len(templates), -1)  # (C, T, D)
     return ensemble_class_embeddings(per_text)
 
 
@@ -78,13 +77,14 @@ def classification_metrics(predictions, labels, num_classes):
 
 def evaluate_zero_shot(model, classifier, batches):
     """Zero-shot metrics over `batches` of `{"images", "labels"}`."""
-    predictions, labels = [], []
-    for batch in batches:
-        embeddings = ops.convert_to_numpy(model.encode_image(batch["images"]))
-        predictions.append(classify(embeddings, classifier))
-        labels.append(np.asarray(batch["labels"]))
-    if not labels:
-        raise ValueError("The evaluation set is empty.")
+    labels = []
+
+    def images_of(batches):
+        for batch in batches:
+            labels.append(np.asarray(batch["labels"]))
+            yield batch["images"]
+
+    embeddings = embed_batches(model.encode_image, images_of(batches))
     return classification_metrics(
-        np.concatenate(predictions), np.concatenate(labels), classifier.shape[0]
+        classify(embeddings, classifier), np.concatenate(labels), classifier.shape[0]
     )

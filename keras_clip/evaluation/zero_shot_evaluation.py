@@ -1,9 +1,9 @@
 """ZeroShotEvaluation: zero-shot accuracy (and retrieval) logged during `fit`."""
 
 import keras
-import numpy as np
 
 from keras_clip.evaluation import retrieval, zero_shot
+from keras_clip.evaluation.embedding import embed_batches, slices
 
 
 class ZeroShotEvaluation(keras.callbacks.Callback):
@@ -54,13 +54,10 @@ class ZeroShotEvaluation(keras.callbacks.Callback):
         metrics = zero_shot.evaluate_zero_shot(self.model, classifier, self._batches())
         logs = {f"{self.prefix}_top1": metrics["top1"], f"{self.prefix}_top5": metrics["top5"]}
         if self.captions is not None:
-            images = np.concatenate([
-                keras.ops.convert_to_numpy(self.model.encode_image(batch["images"]))
-                for batch in self._batches()])
-            texts = np.concatenate([
-                keras.ops.convert_to_numpy(self.model.encode_text(
-                    self.captions[start : start + self.batch_size]))
-                for start in range(0, len(self.captions), self.batch_size)])
+            images = embed_batches(self.model.encode_image,
+                                   (batch["images"] for batch in self._batches()))
+            texts = embed_batches(self.model.encode_text,
+                                  slices(self.captions, self.batch_size))
             found = retrieval.retrieval_metrics(images, texts)
             logs[f"{self.prefix}_text_to_image_R@5"] = found["text_to_image_R@5"]
             logs[f"{self.prefix}_image_to_text_R@5"] = found["image_to_text_R@5"]

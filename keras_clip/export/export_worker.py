@@ -12,13 +12,13 @@ import sys
 if __name__ == "__main__":
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
     from keras_clip.export.saved_model import export_saved_model
-    from keras_clip.models.loading import load_model
+    from keras_clip.models.loading import read_model
 
     scratch = sys.argv[1]
     with open(os.path.join(scratch, "request.json")) as file:
         request = json.load(file)
     # Serving needs the weights only, not the optimizer state.
-    model = load_model(os.path.join(scratch, "model.keras"), compile=False)
+    model = read_model(os.path.join(scratch, "model.keras"), compile=False)
     tokenizer = CLIPTokenizer.from_hf(os.path.join(scratch, "vocab.json"),
                                       os.path.join(scratch, "merges.txt"),
                                       context_length=request["context_length"])

@@ -70,7 +70,7 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
     try:
         # Heads-first attention is the graph executor's faster layout; XLA
         # runs keras' dot_product_attention faster.
-        with heads_first_attention(not jit_compile):
+        with heads_first_attention(model, not jit_compile):
             tf.saved_model.save(module, partial, signatures=module.signatures())
         op_audit.audit(os.path.join(partial, "saved_model.pb"))
         os.makedirs(directory, exist_ok=True)
@@ -96,5 +96,6 @@ def _export_in_subprocess(model, tokenizer, directory, path, class_names, templa
             [sys.executable, "-m", "keras_clip.export.export_worker", scratch],
             env=dict(os.environ, KERAS_BACKEND="tensorflow"), capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"Export through the TensorFlow backend failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(
+            f"Export through the TensorFlow backend failed:\n{result.stderr[-4000:]}")
     return path

@@ -9,9 +9,12 @@ class ServingModule(tf.Module):
     """A `tf.Module` whose functions take what TF Serving clients send.
 
     Images arrive as encoded bytes (JPEG, PNG, GIF, BMP) and go through the
-    evaluation preprocessing of `image_ops.preprocess_for_eval`; texts arrive
-    as strings and go through the `CLIPTokenizer`. With a zero-shot
-    classifier (`class_names` and `(C, D)` weights), `classify` is added.
+    evaluation preprocessing of `image_ops.preprocess_for_eval` with the
+    model's preprocessing record (its mean and std); texts arrive as strings
+    and go through the `CLIPTokenizer`. Logits and probabilities are the
+    model's objective's (softmax over the texts for CLIP's). With a
+    zero-shot classifier (`class_names` and `(C, D)` weights), `classify`
+    is added.
     """
 
     def __init__(self, model, tokenizer, class_names=None, classifier=None, jit_compile=False):
@@ -25,8 +28,9 @@ class ServingModule(tf.Module):
             self.encode_text = tf.function(model.encode_text, jit_compile=True)
         self.tokenizer = tokenizer
         self.image_size = model.image_size
+        self.preprocessing = model.preprocessing  # its mean and std normalise images
         self.vocabulary_size = model.text_encoder.vocabulary_size
-        self.logit_scale = model.logit_scale
+        self.objective, self.objective_weights = model.objective, model.objective_weights
         self.class_names = None
         if class_names is not None:
             self.class_names = tf.constant(list(class_names))
@@ -47,7 +51,9 @@ class ServingModule(tf.Module):
         tf.debugging.assert_rank(image_bytes, 1, "image_bytes must be a 1-D batch of strings")
         size = self.image_size
         return tf.map_fn(
-            lambda data: image_ops.preprocess_for_eval(data, size), image_bytes,
+            lambda data: image_ops.preprocess_for_eval(
+                data, size, **self.preprocessing.normalization),
+            image_bytes,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))  # (N, S, S, 3)
 
     def _embed_pixels(self, pixels):
@@ -77,14 +83,14 @@ class ServingModule(tf.Module):
     def _similarity(self, image_bytes, texts):
         images = self._embed_images(image_bytes)["embeddings"]
         texts = self._embed_texts(texts)["embeddings"]
-        logits = tf.exp(self.logit_scale) * tf.matmul(images, texts, transpose_b=True)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
+        logits = self.objective.logits(self.objective_weights, images, texts)
+        return {"logits": logits, "probabilities": self.objective.probabilities(logits)}
 
     def _classify(self, image_bytes):
         images = self._embed_images(image_bytes)["embeddings"]
-        logits = tf.exp(self.logit_scale) * tf.matmul(images, self.classifier, transpose_b=True)
+        logits = self.objective.logits(self.objective_weights, images, self.classifier)
         best = tf.argmax(logits, axis=-1)
-        return {"probabilities": tf.nn.softmax(logits, axis=-1),
+        return {"probabilities": self.objective.probabilities(logits),
                 "top_class": tf.gather(self.class_names, best)}
 
     def signatures(self):

@@ -22,7 +22,7 @@ class AttentionPooling(keras.layers.Layer):
     Example:
     >>> layer = AttentionPooling(spatial_size=2, hidden_dim=32, num_heads=2,
     ...                          output_dim=16)
-    >>> layer(np.zeros((3, 2, 2, 32))).shape
+    >>> tuple(layer(np.zeros((3, 2, 2, 32))).shape)
     (3, 16)
     """
 

@@ -45,7 +45,7 @@ class Bottleneck(keras.layers.Layer):
 
     Example:
     >>> block = Bottleneck(filters=8, stride=2)
-    >>> block(np.zeros((2, 8, 8, 16))).shape
+    >>> tuple(block(np.zeros((2, 8, 8, 16))).shape)
     (2, 4, 4, 32)
     """
 

@@ -24,7 +24,7 @@ class EndOfTextPooling(keras.layers.Layer):
 
     Example:
     >>> pool = EndOfTextPooling(end_of_text_id=9)
-    >>> pool(np.arange(12.0).reshape(1, 4, 3), np.array([[5, 6, 9, 0]])).shape
+    >>> tuple(pool(np.arange(12.0).reshape(1, 4, 3), np.array([[5, 6, 9, 0]])).shape)
     (1, 3)
     """
 

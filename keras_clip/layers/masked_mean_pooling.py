@@ -17,7 +17,7 @@ class MaskedMeanPooling(keras.layers.Layer):
 
     Example:
     >>> pool = MaskedMeanPooling()
-    >>> pool(np.ones((1, 3, 2)), np.array([[4, 7, 0]])).shape
+    >>> tuple(pool(np.ones((1, 3, 2)), np.array([[4, 7, 0]])).shape)
     (1, 2)
     """
 

@@ -1,33 +1,29 @@
 """Multi-head self-attention with one fused input projection."""
 
 import contextlib
-import contextvars
 
 import keras
 from keras import ops
 
-# True inside `heads_first_attention()` (per thread and task: a context variable).
-_heads_first = contextvars.ContextVar("heads_first_attention", default=False)
-
 
 @contextlib.contextmanager
-def heads_first_attention(enabled=True):
-    """Within it, TensorFlow traces attention for its graph executor.
+def heads_first_attention(model, enabled=True):
+    """Within it, every `MultiHeadSelfAttention` of `model` is `heads_first`.
 
-    TensorFlow has no fused attention kernel: `dot_product_attention` there is
-    two einsums over `(B, T, H, D)`. XLA compiles those well, but the graph
-    executor that runs a served SavedModel pays for transposes around both
-    matmuls and three strided slices: 17–22% of a small ViT's image-embedding
-    kernel time. Export traces its signatures inside this context, which
-    moves the heads first once and multiplies plainly (the same arithmetic;
-    under XLA this layout trained 8–13% slower, so it is not the default).
-    `enabled=False` leaves the default in force (an XLA-compiled export).
+    Export traces its signatures inside this context (see `heads_first`);
+    each layer's own setting is restored afterwards, even after an error.
+    `enabled=False` leaves the layers as they are (an XLA-compiled export).
     """
-    token = _heads_first.set(enabled)
+    layers = [layer for layer in model._flatten_layers(include_self=True)
+              if isinstance(layer, MultiHeadSelfAttention)]
+    before = [layer.heads_first for layer in layers]
     try:
+        for layer in layers:
+            layer.heads_first = layer.heads_first or enabled
         yield
     finally:
-        _heads_first.reset(token)
+        for layer, value in zip(layers, before):
+            layer.heads_first = value
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -45,10 +41,20 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         causal: bool. Whether token `i` may only attend to tokens `<= i`.
         in_proj_std: float. Init std of the query/key/value projection.
         out_proj_std: float. Init std of the output projection.
+        heads_first: bool. On TensorFlow, move the heads first once and
+            multiply plainly, for TensorFlow's graph executor. TensorFlow has
+            no fused attention kernel: `dot_product_attention` there is two
+            einsums over `(B, T, H, D)`. XLA compiles those well, but the
+            graph executor that runs a served SavedModel pays for transposes
+            around both matmuls and three strided slices: 17–22% of a small
+            ViT's image-embedding kernel time. The arithmetic is the same;
+            under XLA this layout trained 8–13% slower, so it is off by
+            default and export turns it on (`heads_first_attention`).
+            Other backends ignore it.
 
     Example:
     >>> layer = MultiHeadSelfAttention(hidden_dim=32, num_heads=4)
-    >>> layer(np.zeros((2, 5, 32))).shape
+    >>> tuple(layer(np.zeros((2, 5, 32))).shape)
     (2, 5, 32)
     """
 
@@ -59,6 +65,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         causal=False,
         in_proj_std=0.02,
         out_proj_std=0.02,
+        heads_first=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,6 +79,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.causal = causal
         self.in_proj_std = in_proj_std
         self.out_proj_std = out_proj_std
+        self.heads_first = heads_first
         self.head_dim = hidden_dim // num_heads
         self.in_proj = keras.layers.Dense(
             3 * hidden_dim,
@@ -94,7 +102,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = self.in_proj(x)  # (B, T, 3*width)
         qkv = ops.reshape(qkv, (batch, length, 3, self.num_heads, self.head_dim))
-        if _heads_first.get() and keras.backend.backend() == "tensorflow":
+        if self.heads_first and keras.backend.backend() == "tensorflow":
             x = self._heads_first_attention(qkv)
         else:
             query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, D)
@@ -133,6 +141,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 "causal": self.causal,
                 "in_proj_std": self.in_proj_std,
                 "out_proj_std": self.out_proj_std,
+                "heads_first": self.heads_first,
             }
         )
         return config

@@ -19,7 +19,7 @@ class PatchEmbedding(keras.layers.Layer):
 
     Example:
     >>> layer = PatchEmbedding(image_size=32, patch_size=8, hidden_dim=16)
-    >>> layer(np.zeros((2, 32, 32, 3))).shape
+    >>> tuple(layer(np.zeros((2, 32, 32, 3))).shape)
     (2, 17, 16)
     """
 

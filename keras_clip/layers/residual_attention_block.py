@@ -29,7 +29,7 @@ class ResidualAttentionBlock(keras.layers.Layer):
 
     Example:
     >>> block = ResidualAttentionBlock(hidden_dim=32, num_heads=4, num_layers=2)
-    >>> block(np.zeros((2, 5, 32))).shape
+    >>> tuple(block(np.zeros((2, 5, 32))).shape)
     (2, 5, 32)
     """
 

@@ -29,7 +29,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     Example:
     >>> layer = TokenAndPositionEmbedding(1000, context_length=16, hidden_dim=8)
-    >>> layer(np.zeros((2, 16), "int32")).shape
+    >>> tuple(layer(np.zeros((2, 16), "int32")).shape)
     (2, 16, 8)
     """
 

@@ -1,13 +1,24 @@
-"""CLIP's contrastive loss, written with `keras.ops` only."""
+"""CLIP's training objectives, written with `keras.ops` only."""
 
-from keras_clip.losses.contrastive_loss import contrastive_logits
-from keras_clip.losses.contrastive_loss import contrastive_loss
-from keras_clip.losses.contrastive_loss import top1_hits
+from keras_clip.losses.contrastive_loss import (
+    contrastive_logits,
+    contrastive_loss,
+    scaled_logits,
+    top1_hits,
+)
+from keras_clip.losses.contrastive_objective import ContrastiveObjective
 from keras_clip.losses.cross_replica import gather_across_replicas
+from keras_clip.losses.objective import Objective
+from keras_clip.losses.objectives import OBJECTIVES, get_objective
 
 __all__ = [
+    "ContrastiveObjective",
+    "OBJECTIVES",
+    "Objective",
     "contrastive_logits",
     "contrastive_loss",
-    "top1_hits",
     "gather_across_replicas",
+    "get_objective",
+    "scaled_logits",
+    "top1_hits",
 ]

@@ -3,6 +3,21 @@
 from keras import ops
 
 
+def scaled_logits(embeddings, other_embeddings, logit_scale, logit_bias=None):
+    """`exp(logit_scale) · a @ bᵀ (+ logit_bias)`, in float32: `(B_a, B_b)`.
+
+    The one place keras_clip writes its logits; `logit_scale` is the *log*
+    of the scale, and the optional bias is a scalar added to every logit.
+    """
+    scale = ops.exp(ops.cast(logit_scale, "float32"))
+    logits = scale * ops.matmul(
+        ops.cast(embeddings, "float32"), ops.transpose(ops.cast(other_embeddings, "float32"))
+    )
+    if logit_bias is not None:
+        logits = logits + ops.cast(logit_bias, "float32")
+    return logits
+
+
 def contrastive_logits(
     image_embeddings,
     text_embeddings,
@@ -32,17 +47,12 @@ def contrastive_logits(
         `(logits_per_image, logits_per_text, labels)`: two `(b, N)` float32
         tensors and `(b,)` int32 labels.
     """
-    image_embeddings = ops.cast(image_embeddings, "float32")
-    text_embeddings = ops.cast(text_embeddings, "float32")
     if all_image_embeddings is None:
         all_image_embeddings = image_embeddings
     if all_text_embeddings is None:
         all_text_embeddings = text_embeddings
-    scale = ops.exp(ops.cast(logit_scale, "float32"))
-    all_image_embeddings = ops.cast(all_image_embeddings, "float32")
-    all_text_embeddings = ops.cast(all_text_embeddings, "float32")
-    logits_per_image = scale * ops.matmul(image_embeddings, ops.transpose(all_text_embeddings))
-    logits_per_text = scale * ops.matmul(text_embeddings, ops.transpose(all_image_embeddings))
+    logits_per_image = scaled_logits(image_embeddings, all_text_embeddings, logit_scale)
+    logits_per_text = scaled_logits(text_embeddings, all_image_embeddings, logit_scale)
     local_batch = ops.shape(image_embeddings)[0]
     labels = ops.cast(row_offset, "int32") + ops.arange(local_batch, dtype="int32")
     return logits_per_image, logits_per_text, labels

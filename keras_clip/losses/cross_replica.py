@@ -15,7 +15,7 @@ def gather_across_replicas(image_embeddings, text_embeddings):
     if keras.backend.backend() == "tensorflow":
         # Only the TensorFlow backend runs tf.distribute strategies; the
         # module importing TensorFlow is loaded only then.
-        from keras_clip.training import tf_replica
+        from keras_clip.losses import tf_replica
 
         gathered = tf_replica.all_gather(image_embeddings, text_embeddings)
         if gathered is not None:

@@ -4,11 +4,11 @@ import keras
 
 from keras_clip.layers.masked_mean_pooling import MaskedMeanPooling
 from keras_clip.layers.token_and_position_embedding import check_context_length
-from keras_clip.models.encoder import Encoder, projection_layer
+from keras_clip.models.encoder import TextEncoder, projection_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class BagOfWordsEncoder(Encoder):
+class BagOfWordsEncoder(TextEncoder):
     """Text tower: mean of token embeddings (padding ignored) → projection.
 
     The continuous-bag-of-words baseline of the CLIP paper (figure 2): word
@@ -27,9 +27,12 @@ class BagOfWordsEncoder(Encoder):
     Example:
     >>> encoder = BagOfWordsEncoder(vocabulary_size=100, context_length=8,
     ...                             hidden_dim=32, output_dim=16)
-    >>> encoder(np.array([[98, 5, 6, 99, 0, 0, 0, 0]])).shape
+    >>> tuple(encoder(np.array([[98, 5, 6, 99, 0, 0, 0, 0]])).shape)
     (1, 16)
     """
+
+    #: The mean skips `padding_id`, so trailing padding columns can go.
+    accepts_trimmed_token_ids = True
 
     def __init__(
         self,

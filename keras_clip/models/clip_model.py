@@ -1,19 +1,13 @@
-"""CLIPModel: two towers, a learned temperature, and the contrastive loss."""
+"""CLIPModel: two towers and the objective that trains them."""
 
-import math
-import os
 
 import keras
 from keras import ops
 
-from keras_clip.layers.logit_scale_constraint import LogitScaleConstraint
-from keras_clip.losses.contrastive_loss import (
-    contrastive_logits,
-    contrastive_loss,
-    top1_hits,
-)
-from keras_clip.losses.cross_replica import gather_across_replicas
+from keras_clip.losses.contrastive_objective import ContrastiveObjective
+from keras_clip.losses.objectives import get_objective
 from keras_clip.models import clip_presets
+from keras_clip.preprocessing import Preprocessing
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -21,26 +15,35 @@ class CLIPModel(keras.Model):
     """Contrastive Language–Image Pre-training (Radford et al., 2021).
 
     Maps `{"images", "token_ids"}` to L2-normalised `{"image_embeddings",
-    "text_embeddings"}`. Training needs no `loss=`: `compute_loss` scores the
-    batch's `N × N` similarities `exp(logit_scale) · img @ txtᵀ` with the
-    symmetric cross-entropy (each image must pick its caption, each caption
-    its image), gathering embeddings across `tf.distribute` replicas so the
-    negatives are the global batch. `logit_scale` starts at `log(1 / 0.07)`
-    and a constraint keeps it in `[0, log(100)]` after every update. In-batch
-    top-1 accuracies are reported as metrics.
+    "text_embeddings"}`. Training needs no `loss=`: `compute_loss` hands the
+    batch's embeddings to the objective. The default is CLIP's
+    (`ContrastiveObjective`): the symmetric cross-entropy over the batch's
+    `N × N` similarities `exp(logit_scale) · img @ txtᵀ`, gathered across
+    `tf.distribute` replicas so the negatives are the global batch, with a
+    learned temperature `logit_scale` (started at `log(1 / 0.07)`, kept in
+    `[0, log(100)]`). The objective's in-batch metrics (top-1 accuracies)
+    are reported as metrics, and its weights are the model's attributes
+    (`model.logit_scale`).
 
     Args:
-        image_encoder: an image tower (`VisionTransformer`, `ModifiedResNet`).
-        text_encoder: a text tower (`TextTransformer`, `BagOfWordsEncoder`)
-            with the same `output_dim`.
-        logit_scale_init: float. Initial log logit scale.
-        max_logit_scale: float. Upper bound of the log logit scale.
+        image_encoder: an `ImageEncoder` (`VisionTransformer`,
+            `ModifiedResNet`).
+        text_encoder: a `TextEncoder` (`TextTransformer`,
+            `BagOfWordsEncoder`) with the same `output_dim`.
+        objective: a name in `keras_clip.losses.OBJECTIVES`
+            (`"contrastive"`) or an `Objective`.
+        preprocessing: the `Preprocessing` record (or its dict) of the
+            inputs the towers were trained on; default: CLIP's mean and std
+            at the towers' image size and context length. Saved with the
+            model; the data pipeline, export and evaluation read it.
 
     Example:
+    >>> from keras_clip.data.synthetic_pairs import synthetic_pairs
     >>> model = CLIPModel.from_preset("tiny-vit")
     >>> model.compile(optimizer="adamw")
-    >>> model.fit(dataset)  # batches of {"images", "token_ids"}
-    >>> model.encode_image(images).shape  # unit-norm rows
+    >>> pairs = synthetic_pairs(16)  # {"images", "token_ids"}
+    >>> history = model.fit(pairs, batch_size=8, verbose=0)
+    >>> tuple(model.encode_image(pairs["images"][:8]).shape)  # unit-norm rows
     (8, 64)
     """
 
@@ -51,10 +54,11 @@ class CLIPModel(keras.Model):
         self,
         image_encoder,
         text_encoder,
-        logit_scale_init=math.log(1 / 0.07),
-        max_logit_scale=math.log(100.0),
+        objective="contrastive",
+        preprocessing=None,
         **kwargs,
     ):
+        objective = get_objective(objective)
         if image_encoder.output_dim != text_encoder.output_dim:
             raise ValueError(
                 f"The towers must share an embedding width: the image encoder "
@@ -91,21 +95,37 @@ class CLIPModel(keras.Model):
         self.text_normalization = text_normalization
 
         # === Weights ===
-        self.logit_scale = self.add_weight(
-            shape=(),
-            initializer=keras.initializers.Constant(logit_scale_init),
-            constraint=LogitScaleConstraint(0.0, max_logit_scale),
-            dtype="float32",
-            name="logit_scale",
-        )
+        # The objective's (the temperature: `self.logit_scale`), as attributes
+        # named like them, so files saved before objectives existed load.
+        for name, weight in objective.create_weights(self).items():
+            setattr(self, name, weight)
 
         # === Metrics ===
-        self.image_to_text_accuracy = keras.metrics.Mean(name="image_to_text_accuracy")
-        self.text_to_image_accuracy = keras.metrics.Mean(name="text_to_image_accuracy")
+        for name in objective.metric_names:
+            setattr(self, name, keras.metrics.Mean(name=name))
 
         # === Config ===
-        self.logit_scale_init = logit_scale_init
-        self.max_logit_scale = max_logit_scale
+        self.objective = objective
+        self.preprocessing = preprocessing
+
+    @property
+    def preprocessing(self):
+        """The `Preprocessing` record of this model's inputs."""
+        return self._preprocessing
+
+    @preprocessing.setter
+    def preprocessing(self, record):
+        if record is None:
+            record = Preprocessing(self.image_size, self.context_length)
+        elif isinstance(record, dict):
+            record = Preprocessing.from_dict(record)
+        if (record.image_size, record.context_length) != (self.image_size, self.context_length):
+            raise ValueError(
+                f"A preprocessing record for {record.image_size}-pixel images and "
+                f"{record.context_length} tokens does not fit towers reading "
+                f"{self.image_size} pixels and {self.context_length} tokens."
+            )
+        self._preprocessing = record
 
     @property
     def embedding_dim(self):
@@ -119,6 +139,24 @@ class CLIPModel(keras.Model):
     def image_size(self):
         return self.image_encoder.image_size
 
+    @property
+    def objective_weights(self):
+        """The objective's weights by name (`{"logit_scale": ...}`)."""
+        return {name: getattr(self, name) for name in self.objective.weight_names}
+
+    @property
+    def head_variables(self):
+        """What keeps the full rate under a tower learning-rate scale.
+
+        Each tower's declared head (its projection into the joint space)
+        and the objective's weights.
+        """
+        return [
+            *self.image_encoder.head_variables,
+            *self.text_encoder.head_variables,
+            *self.objective_weights.values(),
+        ]
+
     def encode_image(self, images, training=False):
         """`(B, H, W, 3)` preprocessed images → `(B, D)` unit-norm embeddings."""
         return self.image_normalization(self.image_encoder(images, training=training))
@@ -128,11 +166,13 @@ class CLIPModel(keras.Model):
         return self.text_normalization(self.text_encoder(token_ids, training=training))
 
     def similarity(self, images, token_ids):
-        """`(B_images, B_texts)` logits: `exp(logit_scale) · img @ txtᵀ`."""
-        scale = ops.exp(self.logit_scale)
-        image_embeddings = self.encode_image(images)
-        text_embeddings = self.encode_text(token_ids)
-        return scale * ops.matmul(image_embeddings, ops.transpose(text_embeddings))
+        """`(B_images, B_texts)` logits, as the objective defines them.
+
+        For CLIP's: `exp(logit_scale) · img @ txtᵀ`.
+        """
+        return self.objective.logits(
+            self.objective_weights, self.encode_image(images), self.encode_text(token_ids)
+        )
 
     def compile(self, optimizer="adamw", loss=None, **kwargs):
         if loss is not None:
@@ -153,22 +193,11 @@ class CLIPModel(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        image_embeddings = y_pred["image_embeddings"]
-        text_embeddings = y_pred["text_embeddings"]
-        all_image, all_text, row_offset, num_replicas = gather_across_replicas(
-            image_embeddings, text_embeddings
+        loss, metrics, num_replicas = self.objective.loss(
+            self.objective_weights, y_pred["image_embeddings"], y_pred["text_embeddings"]
         )
-        logits_per_image, logits_per_text, labels = contrastive_logits(
-            image_embeddings,
-            text_embeddings,
-            self.logit_scale,
-            all_image,
-            all_text,
-            row_offset,
-        )
-        self.image_to_text_accuracy.update_state(top1_hits(logits_per_image, labels))
-        self.text_to_image_accuracy.update_state(top1_hits(logits_per_text, labels))
-        loss = contrastive_loss(logits_per_image, logits_per_text, labels)
+        for name, values in metrics.items():
+            getattr(self, name).update_state(values)
         if self.losses:
             loss = loss + ops.cast(ops.sum(self.losses), loss.dtype)
         # Each replica's loss is its rows' mean; the optimizer sums replicas'
@@ -187,18 +216,13 @@ class CLIPModel(keras.Model):
             dtype: optional dtype policy for the towers (e.g.
                 `"mixed_bfloat16"`); ignored when loading a file.
         """
-        if preset in clip_presets.PRESETS:
-            image_encoder, text_encoder = clip_presets.build_towers(preset, dtype)
+        kind, found = clip_presets.resolve(preset)
+        if kind == "architecture":
+            image_encoder, text_encoder = clip_presets.build_towers_from(found, dtype)
             return cls(image_encoder, text_encoder, name=clip_presets.model_name(preset))
-        if os.path.isdir(preset) or (preset.endswith(".keras") and os.path.exists(preset)):
-            from keras_clip.models.loading import load_model
+        from keras_clip.models.loading import read_model
 
-            return load_model(preset)
-        raise ValueError(
-            f"Unknown CLIP preset {preset!r}. Available presets: "
-            f"{', '.join(clip_presets.PRESETS)}; or the path of a .keras file or "
-            f"of a directory with model.keras."
-        )
+        return read_model(found, compile=False)
 
     def get_config(self):
         return {
@@ -206,8 +230,8 @@ class CLIPModel(keras.Model):
             "trainable": self.trainable,
             "image_encoder": keras.saving.serialize_keras_object(self.image_encoder),
             "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
-            "logit_scale_init": self.logit_scale_init,
-            "max_logit_scale": self.max_logit_scale,
+            "objective": keras.saving.serialize_keras_object(self.objective),
+            "preprocessing": self.preprocessing.to_dict(),
         }
 
     @classmethod
@@ -215,4 +239,8 @@ class CLIPModel(keras.Model):
         config = dict(config)
         for key in ("image_encoder", "text_encoder"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        legacy = {key: config.pop(key) for key in ("logit_scale_init", "max_logit_scale")
+                  if key in config}
+        if legacy:  # saved before objectives: CLIP's, with its settings
+            config["objective"] = ContrastiveObjective(**legacy)
         return cls(**config)

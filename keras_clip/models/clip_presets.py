@@ -2,35 +2,30 @@
 
 Each preset names a tower class and its arguments. The nine paper presets
 have the shapes of the released models (their parameter counts equal the
-reference implementation's); the `tiny-*` presets are for tests and demos.
+reference implementation's); `convnext-tiny` is ConvNeXt-T with ViT-B/32's
+text tower; the `tiny-*` presets are for tests and demos. A new tower is
+registered in `TOWERS`.
 """
 
+import os
+
 from keras_clip.models.bag_of_words_encoder import BagOfWordsEncoder
+from keras_clip.models.convnext_encoder import ConvNeXtEncoder
 from keras_clip.models.modified_resnet import ModifiedResNet
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
-
-# Per-channel RGB mean and std of the paper's training images ([0, 1] units):
-# every preset's images are normalised with them (data/image_ops.py).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
+from keras_clip.preprocessing import Preprocessing
 
 
 def default_preprocessing(image_size, context_length):
-    """OpenAI's preprocessing record (bicubic, shortest side, centre crop)."""
-    return {
-        "image_size": image_size,
-        "context_length": context_length,
-        "mean": list(CLIP_MEAN),
-        "std": list(CLIP_STD),
-        "resize": "shortest_side_bicubic_then_center_crop",
-    }
+    """OpenAI's preprocessing record (bicubic, shortest side, centre crop), as a dict."""
+    return Preprocessing(image_size, context_length).to_dict()
 
 
 TOWERS = {
     cls.__name__: cls
-    for cls in (VisionTransformer, ModifiedResNet, TextTransformer, BagOfWordsEncoder)
+    for cls in (VisionTransformer, ModifiedResNet, ConvNeXtEncoder, TextTransformer,
+                BagOfWordsEncoder)
 }
 
 
@@ -112,6 +107,14 @@ PRESETS = {
         "image": _vit(336, 14, 1024, 24, 768),
         "text": _text(768, 12, 768),
     },
+    # Not a paper model: ConvNeXt-T (keras.applications' ConvNeXtTiny) with
+    # ViT-B/32's text tower and embedding width.
+    "convnext-tiny": {
+        "image": ("ConvNeXtEncoder", {"image_size": 224, "depths": (3, 3, 9, 3),
+                                      "projection_dims": (96, 192, 384, 768),
+                                      "output_dim": 512}),
+        "text": _text(512, 8, 512),
+    },
     "tiny-vit": {
         "image": ("VisionTransformer", _TINY_VIT),
         "text": ("TextTransformer", _TINY_TEXT),
@@ -129,6 +132,12 @@ PRESETS = {
         ),
         "text": ("TextTransformer", _TINY_TEXT),
     },
+    "tiny-convnext": {
+        "image": ("ConvNeXtEncoder", {"image_size": 32, "depths": (1, 1, 1, 1),
+                                      "projection_dims": (16, 32, 64, 128),
+                                      "output_dim": 64}),
+        "text": ("TextTransformer", _TINY_TEXT),
+    },
     "tiny-bow": {
         "image": ("VisionTransformer", _TINY_VIT),
         "text": (
@@ -142,6 +151,30 @@ PRESETS = {
         ),
     },
 }
+
+
+def resolve(preset):
+    """What a preset string names: the one reading of it, for every command.
+
+    Returns `("architecture", data)` for a name in `PRESETS`, or
+    `("saved", path)` for a path ending in `.keras` or an existing
+    directory (a `train` output_dir or a `convert` preset directory; what
+    is wrong with it, if anything, `models/loading.read_model` says).
+    Anything else is an error listing the names.
+
+    Example:
+    >>> resolve("tiny-vit")[0], resolve("runs/clip")
+    ('architecture', ('saved', 'runs/clip'))
+    """
+    if preset in PRESETS:
+        return "architecture", PRESETS[preset]
+    path = os.fspath(preset)
+    if path.endswith(".keras") or os.path.isdir(path):
+        return "saved", path
+    raise ValueError(
+        f"Unknown CLIP preset {preset!r}. Available presets: {', '.join(PRESETS)}; or "
+        "the path of a .keras file or of a directory with model.keras."
+    )
 
 
 def model_name(preset):
@@ -189,6 +222,7 @@ def architecture_with(architecture, image_size=None, context_length=None,
         text_args["context_length"] = context_length
     if vocabulary_size is not None and vocabulary_size != text_args["vocabulary_size"]:
         text_args["vocabulary_size"] = vocabulary_size
-        if text_class == "TextTransformer":
-            text_args["end_of_text_id"] = end_of_text_id
+        end_of_text_argument = TOWERS[text_class].end_of_text_argument
+        if end_of_text_argument is not None:
+            text_args[end_of_text_argument] = end_of_text_id
     return {"image": [image_class, image_args], "text": [text_class, text_args]}

@@ -1,44 +1,34 @@
-"""`load_model`: any saved keras_clip model, by its path."""
+"""`read_model`: a saved keras_clip model file or preset directory, checked."""
 
-import importlib
 import os
 import zipfile
 
 import keras
 
+from keras_clip.preprocessing import Preprocessing
+
 MODEL_FILE = "model.keras"
 
 
-def load_model(path, compile=True):
-    """Loads a saved `CLIPModel` in any process, on any backend.
+def read_model(path, compile=True):
+    """Loads a saved `CLIPModel`, saying what is wrong with a path that is none.
 
-    Args:
-        path: a `.keras` file (`model.fit`'s model saved with `model.save`,
-            `keras-clip train`'s `model.keras` or `wise_ft.keras`, or one of
-            its `checkpoints/step-N.keras`), or a preset directory holding
-            `model.keras` (what `keras-clip convert` and `demo` write).
-        compile: also restore the optimizer and its state (to train on);
-            False loads the weights for inference only.
-
-    It needs nothing imported first (it loads the modules that register
-    keras_clip's layers, models and optimizer), and says what is wrong with
-    a path that is no model. `keras.saving.load_model` works too once
-    `keras_clip` is imported after Keras.
-
-    Example:
-    >>> model = keras_clip.load_model("runs/clip/model.keras")
+    `path` is a `.keras` file or a preset directory holding `model.keras`;
+    a directory's `preprocessing.json`, if any, becomes the model's
+    `preprocessing` record (directories converted before models carried
+    one hold their checkpoint's constants only there). Classes a file names
+    must be registered: `keras_clip.load_model` imports them all first;
+    towers and layers are registered once `CLIPModel` is imported, the
+    optimizer only by `keras_clip.training`.
     """
-    import keras_clip
-
-    for module in keras_clip.REGISTERING_MODULES:  # what saved files name
-        importlib.import_module(module)
-
     path = os.fspath(path)
+    record = None
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, MODEL_FILE)):
             raise FileNotFoundError(
                 f"{path!r} is a directory without {MODEL_FILE}: not a keras_clip "
                 "preset directory.")
+        record = Preprocessing.load(path)
         path = os.path.join(path, MODEL_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
@@ -57,4 +47,6 @@ def load_model(path, compile=True):
     if not isinstance(model, CLIPModel):
         raise ValueError(f"{path!r} holds a {type(model).__name__}, not a keras_clip "
                          "CLIPModel.")
+    if record is not None:
+        model.preprocessing = record
     return model

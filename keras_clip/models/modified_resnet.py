@@ -4,14 +4,14 @@ import keras
 
 from keras_clip.layers.attention_pooling import AttentionPooling
 from keras_clip.layers.bottleneck import Bottleneck, batch_norm
-from keras_clip.models.encoder import Encoder
+from keras_clip.models.encoder import ImageEncoder
 
 # Stem (/4) and three strided stages (/8): the feature map is image_size / 32.
 TOTAL_STRIDE = 32
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class ModifiedResNet(Encoder):
+class ModifiedResNet(ImageEncoder):
     """Image tower: 3-conv stem → four bottleneck stages → attention pooling.
 
     Differs from a torchvision ResNet as in the CLIP paper: a stem of three
@@ -32,9 +32,12 @@ class ModifiedResNet(Encoder):
     Example:
     >>> encoder = ModifiedResNet(image_size=64, blocks_per_stage=(1, 1, 1, 1),
     ...                          width=8, num_heads=4, output_dim=16)
-    >>> encoder(np.zeros((2, 64, 64, 3))).shape
+    >>> tuple(encoder(np.zeros((2, 64, 64, 3))).shape)
     (2, 16)
     """
+
+    #: The paper's Adam settings for its ResNets (its hyperparameter tables).
+    optimizer_defaults = {"beta_2": 0.999, "epsilon": 1e-8}
 
     def __init__(
         self,
@@ -125,6 +128,27 @@ class ModifiedResNet(Encoder):
         self.width = width
         self.num_heads = num_heads
         self.output_dim = output_dim
+
+    # === Tower contract (models/encoder.py) ===
+    @property
+    def residual_blocks(self):
+        return [block for stage in self.stages for block in stage]
+
+    @property
+    def remat_blocks(self):
+        # Recomputing a bottleneck would update its BatchNorms' moving
+        # statistics twice, and TensorFlow's graph-mode recompute_grad
+        # cannot pass them `training`.
+        return []
+
+    @property
+    def grid_positions(self):
+        return [self.attention_pooling.position_embedding]
+
+    @property
+    def head_variables(self):
+        # The attention pool's output projection maps into the joint space.
+        return list(self.attention_pooling.c_proj.variables)
 
     def get_config(self):
         config = super().get_config()

@@ -32,9 +32,9 @@ def interpolate_positions(positions, grid_size):
 def with_image_size(model, image_size):
     """A copy of `model` whose image tower takes `image_size` pixels.
 
-    All weights carry over; the ViT's positional embeddings (or the
-    ModifiedResNet attention pool's positions) are interpolated to the new
-    grid. Fine-tuning at the new size then starts from the old model's
+    All weights carry over; the positional embeddings the tower declares
+    as `grid_positions` (the ViT's, the ModifiedResNet attention pool's)
+    are interpolated to the new grid. Fine-tuning at the new size then starts from the old model's
     behaviour, as in the paper's ViT-L/14@336.
     """
     image_config = model.image_encoder.get_config()
@@ -42,10 +42,11 @@ def with_image_size(model, image_size):
     image_encoder = type(model.image_encoder).from_config(image_config)
     text_encoder = type(model.text_encoder).from_config(model.text_encoder.get_config())
     text_encoder.set_weights(model.text_encoder.get_weights())
+    positions = {id(variable) for variable in model.image_encoder.grid_positions}
     for old, new in zip(model.image_encoder.weights, image_encoder.weights):
         value = keras.ops.convert_to_numpy(old)
         if tuple(old.shape) != tuple(new.shape):
-            if not old.path.endswith("position_embedding"):
+            if id(old) not in positions:
                 raise ValueError(f"{old.path} changes shape with the image size.")
             grid_size = int(round((new.shape[0] - 1) ** 0.5))
             value = interpolate_positions(value, grid_size)
@@ -53,9 +54,10 @@ def with_image_size(model, image_size):
     resized = CLIPModel(
         image_encoder,
         text_encoder,
-        logit_scale_init=model.logit_scale_init,
-        max_logit_scale=model.max_logit_scale,
+        objective=model.objective,
+        preprocessing=model.preprocessing.replace(image_size=image_size),
         name=model.name,
     )
-    resized.logit_scale.assign(keras.ops.convert_to_numpy(model.logit_scale))
+    for name, weight in model.objective_weights.items():
+        resized.objective_weights[name].assign(keras.ops.convert_to_numpy(weight))
     return resized

@@ -8,11 +8,11 @@ from keras_clip.layers.residual_attention_block import (
     ResidualAttentionBlock,
 )
 from keras_clip.layers.token_and_position_embedding import TokenAndPositionEmbedding
-from keras_clip.models.encoder import Encoder, projection_layer
+from keras_clip.models.encoder import TextEncoder, projection_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class TextTransformer(Encoder):
+class TextTransformer(TextEncoder):
     """Text tower: embeddings → causal pre-LN blocks → LN → end-of-text → projection.
 
     The paper's base text encoder is 12 layers, width 512, 8 heads, a
@@ -36,9 +36,14 @@ class TextTransformer(Encoder):
     >>> encoder = TextTransformer(vocabulary_size=100, context_length=8,
     ...     hidden_dim=32, num_layers=2, num_heads=2, output_dim=16,
     ...     end_of_text_id=99)
-    >>> encoder(np.array([[98, 5, 6, 99, 0, 0, 0, 0]])).shape
+    >>> tuple(encoder(np.array([[98, 5, 6, 99, 0, 0, 0, 0]])).shape)
     (1, 16)
     """
+
+    #: Causal attention and end-of-text pooling: positions after the first
+    #: end-of-text token never reach the output, so trailing padding can go.
+    accepts_trimmed_token_ids = True
+    end_of_text_argument = "end_of_text_id"
 
     def __init__(
         self,
@@ -107,6 +112,11 @@ class TextTransformer(Encoder):
         self.mlp_ratio = mlp_ratio
         self.activation = activation
         self.end_of_text_id = end_of_text_id
+
+    # === Tower contract (models/encoder.py) ===
+    @property
+    def residual_blocks(self):
+        return list(self.blocks)
 
     def get_config(self):
         config = super().get_config()

@@ -7,11 +7,11 @@ from keras_clip.layers.residual_attention_block import (
     LAYER_NORM_EPSILON,
     ResidualAttentionBlock,
 )
-from keras_clip.models.encoder import Encoder, projection_layer
+from keras_clip.models.encoder import ImageEncoder, projection_layer
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
-class VisionTransformer(Encoder):
+class VisionTransformer(ImageEncoder):
     """Image tower: patchify → `ln_pre` → pre-LN blocks → `ln_post` → projection.
 
     As in the CLIP release: a bias-free convolutional patchify, a class token
@@ -34,7 +34,7 @@ class VisionTransformer(Encoder):
     Example:
     >>> encoder = VisionTransformer(image_size=32, patch_size=8, hidden_dim=32,
     ...                             num_layers=2, num_heads=2, output_dim=16)
-    >>> encoder(np.zeros((2, 32, 32, 3))).shape
+    >>> tuple(encoder(np.zeros((2, 32, 32, 3))).shape)
     (2, 16)
     """
 
@@ -104,6 +104,15 @@ class VisionTransformer(Encoder):
         self.output_dim = output_dim
         self.mlp_ratio = mlp_ratio
         self.activation = activation
+
+    # === Tower contract (models/encoder.py) ===
+    @property
+    def residual_blocks(self):
+        return list(self.blocks)
+
+    @property
+    def grid_positions(self):
+        return [self.patch_embedding.position_embedding]
 
     def get_config(self):
         config = super().get_config()

@@ -6,9 +6,9 @@ from keras import ops
 # Variables named like these are embeddings (token, positional, class), which
 # CLIP does not decay, whatever their rank.
 EMBEDDING_NAMES = ("embedding", "embeddings")
-# The heads: each tower's projection into the joint space (the ResNet's is
-# its attention pool's output projection) and the temperature.
-HEAD_PATHS = ("projection/kernel", "attention_pooling/c_proj/")
+# The heads of optimizers saved before they were told them (keras_clip
+# 0.1's towers): the projections and the temperature, by path.
+_SAVED_HEAD_PATHS = ("projection/kernel", "attention_pooling/c_proj/", "logit_scale")
 
 
 def decays(variable):
@@ -22,11 +22,8 @@ def decays(variable):
     return len(variable.shape) >= 2 and not is_embedding
 
 
-def is_head(variable):
-    """Projections into the joint space and the temperature."""
-    return variable.path.endswith("logit_scale") or any(
-        part in variable.path for part in HEAD_PATHS
-    )
+def _saved_is_head(path):
+    return any(part in path for part in _SAVED_HEAD_PATHS)
 
 
 @keras.saving.register_keras_serializable(package="keras_clip")
@@ -38,19 +35,24 @@ class CLIPAdamW(keras.optimizers.Adam):
     variables decay is decided by `decays` (kernels and matrices, not biases,
     norms, embeddings or the temperature), so the rule survives saving and
     resuming, unlike a list of excluded variables. The towers' variables
-    (all but `is_head`) take `tower_learning_rate_scale × lr`, decay
-    included: fine-tuning often moves the pretrained towers more gently
-    than the projections.
+    (all but the model's `head_variables`) take `tower_learning_rate_scale
+    × lr`, decay included: fine-tuning often moves the pretrained towers
+    more gently than the projections.
 
     Args:
         learning_rate: float or a `LearningRateSchedule`.
         weight_decay: float. Decoupled decay factor (CLIP: 0.2).
         beta_1, beta_2, epsilon: Adam's (ViT CLIP: 0.9, 0.98, 1e-6).
         tower_learning_rate_scale: float. Rate multiplier for the towers.
+        head_variables: the variables that keep the full rate (variables
+            or their paths): `CLIPModel.head_variables`, i.e. what each
+            tower declares as its head, and the objective's weights.
         **kwargs: base optimizer options (`global_clipnorm`, ...).
 
     Example:
-    >>> optimizer = CLIPAdamW(learning_rate=5e-4, weight_decay=0.2, beta_2=0.98)
+    >>> model = keras_clip.CLIPModel.from_preset("tiny-vit")
+    >>> optimizer = CLIPAdamW(learning_rate=5e-4, weight_decay=0.2, beta_2=0.98,
+    ...                       head_variables=model.head_variables)
     >>> model.compile(optimizer=optimizer)
     """
 
@@ -62,6 +64,7 @@ class CLIPAdamW(keras.optimizers.Adam):
         beta_2=0.98,
         epsilon=1e-6,
         tower_learning_rate_scale=1.0,
+        head_variables=None,
         name="clip_adamw",
         **kwargs,
     ):
@@ -77,6 +80,10 @@ class CLIPAdamW(keras.optimizers.Adam):
         # The base class's own decay would use one rate for all variables.
         self.decoupled_weight_decay = weight_decay
         self.tower_learning_rate_scale = tower_learning_rate_scale
+        self.head_variables = None
+        if head_variables is not None:
+            self.head_variables = sorted(
+                v if isinstance(v, str) else v.path for v in head_variables)
 
     def build(self, var_list):
         if self.built:
@@ -85,8 +92,14 @@ class CLIPAdamW(keras.optimizers.Adam):
         # Python lists indexed like the moments: fixed at trace time.
         self._decays = [decays(v) for v in var_list]
         self._rate_scales = [
-            1.0 if is_head(v) else self.tower_learning_rate_scale for v in var_list
+            1.0 if self.is_head(v) else self.tower_learning_rate_scale for v in var_list
         ]
+
+    def is_head(self, variable):
+        """Whether `variable` keeps the full learning rate."""
+        if self.head_variables is None:
+            return _saved_is_head(variable.path)
+        return variable.path in self.head_variables
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -105,5 +118,6 @@ class CLIPAdamW(keras.optimizers.Adam):
         config.update({
             "weight_decay": self.decoupled_weight_decay,
             "tower_learning_rate_scale": self.tower_learning_rate_scale,
+            "head_variables": self.head_variables,
         })
         return config

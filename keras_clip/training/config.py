@@ -50,7 +50,9 @@ class TrainConfig:
     `train` writes the values it used to `output_dir/config.json`.
 
     Example:
-    >>> TrainConfig(train_data="data/train-*.tfrecord", steps=300, recipe="small")
+    >>> config = TrainConfig(train_data="data/train-*.tfrecord", steps=300, recipe="small")
+    >>> config.resolved(total_steps=300).learning_rate  # the small recipe's
+    0.002
     """
 
     # Model
@@ -267,7 +269,8 @@ def _value_problems(config):
     if config.learning_rate is not None and config.learning_rate <= 0:
         yield f"learning_rate must be positive, got {config.learning_rate}"
     if config.tower_learning_rate_scale < 0:
-        yield f"tower_learning_rate_scale must not be negative, got {config.tower_learning_rate_scale}"
+        yield ("tower_learning_rate_scale must not be negative, got "
+               f"{config.tower_learning_rate_scale}")
     if config.weight_decay is not None and config.weight_decay < 0:
         yield f"weight_decay must not be negative, got {config.weight_decay}"
     for key in ("beta_1", "beta_2"):

@@ -4,35 +4,20 @@ from keras import ops
 
 
 def residual_blocks(encoder):
-    """A tower's residual blocks in forward order ([] for bag-of-words)."""
-    if hasattr(encoder, "stages"):  # ModifiedResNet
-        return [block for stage in encoder.stages for block in stage]
-    return list(getattr(encoder, "blocks", []))
+    """A tower's residual blocks in forward order, as it declares them."""
+    return encoder.residual_blocks
 
 
 def lock_tower(encoder, unlocked_blocks=0):
     """Freezes a tower, then unfreezes its last `unlocked_blocks` blocks.
 
-    Everything after the first unlocked block (later blocks, the final
-    norm, pooling and projection) trains again; `unlocked_blocks=0` locks
-    the whole tower, projection included, as LiT does (Zhai et al., 2022).
-    Frozen BatchNorms run in inference mode.
+    The tower's `lock` decides what "the last N blocks" covers; for the
+    towers here, everything after the first unlocked block (later blocks,
+    the final norm, pooling and projection) trains again, and
+    `unlocked_blocks=0` locks the whole tower, projection included, as LiT
+    does (Zhai et al., 2022). Frozen BatchNorms run in inference mode.
     """
-    blocks = residual_blocks(encoder)
-    if unlocked_blocks > len(blocks):
-        raise ValueError(
-            f"Cannot unlock {unlocked_blocks} blocks of {encoder.name}: it has "
-            f"{len(blocks)}."
-        )
-    if unlocked_blocks == 0:
-        encoder.trainable = False
-        return
-    first_unlocked = blocks[len(blocks) - unlocked_blocks]
-    encoder.trainable = True
-    unlocked = False
-    for layer in encoder.layers:  # topological, i.e. forward, order
-        unlocked = unlocked or layer is first_unlocked
-        layer.trainable = unlocked
+    encoder.lock(unlocked_blocks)
 
 
 def wise_ft(zero_shot, fine_tuned, alpha):

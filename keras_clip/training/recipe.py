@@ -2,11 +2,7 @@
 
 import keras
 
-from keras_clip.models.modified_resnet import ModifiedResNet
 from keras_clip.training.clip_adamw import CLIPAdamW
-
-# Adam's (beta_2, epsilon) by image tower, from the paper's appendix.
-ADAM_DEFAULTS = {"vit": (0.98, 1e-6), "resnet": (0.999, 1e-8)}
 
 
 def learning_rate_schedule(peak, warmup_steps, total_steps):
@@ -35,11 +31,10 @@ def check_precision_runs_here(precision):
 
 
 def adam_defaults(config, model):
-    """`{"beta_2", "epsilon"}`: the config's, or the paper's for this image tower."""
-    tower = "resnet" if isinstance(model.image_encoder, ModifiedResNet) else "vit"
-    beta_2, epsilon = ADAM_DEFAULTS[tower]
-    return {"beta_2": beta_2 if config.beta_2 is None else config.beta_2,
-            "epsilon": epsilon if config.epsilon is None else config.epsilon}
+    """`{"beta_2", "epsilon"}`: the config's, else what the image tower declares."""
+    declared = model.image_encoder.optimizer_defaults
+    return {key: declared[key] if getattr(config, key) is None else getattr(config, key)
+            for key in ("beta_2", "epsilon")}
 
 
 def make_optimizer(config, model, total_steps):
@@ -54,6 +49,7 @@ def make_optimizer(config, model, total_steps):
         beta_2=adam["beta_2"],
         epsilon=adam["epsilon"],
         tower_learning_rate_scale=config.tower_learning_rate_scale,
+        head_variables=model.head_variables,
         global_clipnorm=config.gradient_clip_norm,
     )
     if config.precision == "mixed_float16":

@@ -1,6 +1,5 @@
 """`train(config)`: strategy, data, model, optimizer, then `model.fit`."""
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -12,7 +11,7 @@ import keras
 
 from keras_clip.models import clip_presets
 from keras_clip.models.clip_model import CLIPModel
-from keras_clip.models.loading import load_model
+from keras_clip.models.loading import read_model
 from keras_clip.training import fine_tuning, recipe
 from keras_clip.training.checkpointer import Checkpointer, latest_checkpoint
 from keras_clip.training.config import USED, TrainConfig
@@ -20,11 +19,6 @@ from keras_clip.training.distribution import select_distribution
 from keras_clip.training.progress import StepProgress
 from keras_clip.training.training_state_logger import TrainingStateLogger
 
-# Rematerialised layers: the transformer blocks of every tower, by their
-# names. Not the ModifiedResNet's bottlenecks: their batch norms update
-# moving statistics in the forward pass, which recomputation would repeat,
-# and TensorFlow's graph-mode recompute_grad cannot pass them `training`.
-REMAT_LAYERS = [f"block_{i}" for i in range(128)]
 CONFIG_FILE = "config.json"
 
 
@@ -51,8 +45,10 @@ def train(config, callbacks=()):
         A `TrainResult`; the model is also saved as `output_dir/model.keras`.
 
     Example:
-    >>> train({"preset": "ViT-B/32", "train_data": "data/train-*.tfrecord",
-    ...        "batch_size": 256, "steps": 10_000, "output_dir": "runs/b32"})
+    >>> result = train({"preset": "tiny-vit", "train_data": "data/train-*.tfrecord",
+    ...                 "batch_size": 8, "steps": 2, "output_dir": "runs/tiny", "verbose": 0})
+    >>> result.steps, result.model_path
+    (2, 'runs/tiny/model.keras')
     """
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
@@ -144,21 +140,22 @@ def _total_steps(config):
 
 def _build_model(config, resumed, total_steps):
     """The model to train (compiled), the one it started from (WiSE-FT), the tokenizer."""
-    with remat_scope(config.remat):
-        if resumed:
-            # Weights, optimizer state and the step counter, as saved.
-            model = load_model(resumed[1])
-            tokenizer = _tokenizer(config, model.context_length)
-        else:
-            model, tokenizer = _new_model(config)
-        start = None
-        if config.wise_ft_alpha is not None:
-            if not _is_saved_model(config.preset):
-                raise ValueError(
-                    "Invalid training config: wise_ft_alpha needs preset to be a "
-                    ".keras file or model directory to start from."
-                )
-            start = _new_model(config)[0]
+    if resumed:
+        # Weights, optimizer state and the step counter, as saved.
+        model = read_model(resumed[1])
+        tokenizer = _tokenizer(config, model.context_length)
+    else:
+        model, tokenizer = _new_model(config)
+    if config.remat:
+        rematerialize(model)
+    start = None
+    if config.wise_ft_alpha is not None:
+        if not _is_saved_model(config.preset):
+            raise ValueError(
+                "Invalid training config: wise_ft_alpha needs preset to be a "
+                ".keras file or model directory to start from."
+            )
+        start = _new_model(config)[0]
     _check_vocabulary(config, model, tokenizer)
     if not resumed:
         if config.lock_image_tower:
@@ -170,14 +167,13 @@ def _build_model(config, resumed, total_steps):
 
 
 def _is_saved_model(preset):
-    return preset not in clip_presets.PRESETS and (
-        preset.endswith(".keras") or os.path.isdir(preset))
+    return preset is not None and clip_presets.resolve(preset)[0] == "saved"
 
 
 def _new_model(config):
     """A fresh or loaded model at the config's sizes, and its tokenizer."""
-    if config.preset is not None and _is_saved_model(config.preset):
-        model = load_model(config.preset, compile=False)  # weights only: a new run
+    if _is_saved_model(config.preset):
+        model = read_model(config.preset, compile=False)  # weights only: a new run
         if config.image_size not in (None, model.image_size):
             from keras_clip.models.resolution import with_image_size
 
@@ -190,10 +186,8 @@ def _new_model(config):
         return model, _tokenizer(config, model.context_length)
     if config.architecture is not None:
         architecture = config.architecture
-    elif config.preset in clip_presets.PRESETS:
-        architecture = clip_presets.PRESETS[config.preset]
     else:
-        CLIPModel.from_preset(config.preset)  # raises, naming the presets
+        architecture = clip_presets.resolve(config.preset)[1]
     context_length = config.context_length or architecture["text"][1]["context_length"]
     tokenizer = _tokenizer(config, context_length)
     vocabulary = {}
@@ -219,11 +213,17 @@ def _check_vocabulary(config, model, tokenizer):
         raise ValueError(f"Invalid training config: {error}") from None
 
 
-def remat_scope(remat):
-    """Where models built inside recompute `REMAT_LAYERS` in the backward pass."""
-    if not remat:
-        return contextlib.nullcontext()
-    return keras.RematScope(mode="list_of_layers", layer_names=REMAT_LAYERS)
+def rematerialize(model):
+    """Makes every tower recompute its `remat_blocks` in the backward pass.
+
+    Keras 3.15 has no public way to rematerialise a layer already built
+    (`keras.RematScope` applies to layers created inside it), so each block
+    gets the mode a full-mode scope would have given it at construction.
+    """
+    mode = keras.RematScope(mode="full")
+    for tower in (model.image_encoder, model.text_encoder):
+        for block in tower.remat_blocks:
+            block._remat_mode = mode
 
 
 def _tokenizer(config, context_length):
@@ -240,23 +240,21 @@ def _save_tokenizer(tokenizer, model, directory):
     With model.keras beside them, `output_dir` loads like a converted preset
     (`load_model`, `load_tokenizer`, `--model output_dir`).
     """
-    from keras_clip.data.tokenizer_spec import PREPROCESSING_FILE
-
     tokenizer.save_vocabulary(directory)
-    preprocessing = clip_presets.default_preprocessing(model.image_size, model.context_length)
-    with open(os.path.join(directory, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
-        json.dump(preprocessing, file, indent=2)
+    model.preprocessing.save(directory)
 
 
 def _training_data(config, model, tokenizer, start_step, distribution):
     from keras_clip.data import dataset
 
     options = dict(
-        image_size=model.image_size, batch_size=config.batch_size, training=True,
+        preprocessing=model.preprocessing, batch_size=config.batch_size, training=True,
         tokenizer=tokenizer, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
-        deterministic=config.deterministic, context_length=model.context_length,
+        deterministic=config.deterministic,
     )
+    if not model.text_encoder.accepts_trimmed_token_ids:
+        options["trim_token_ids"] = False
     if distribution.kind in ("mirrored", "multi_worker", "tpu"):
         return dataset.make_distributed_dataset(
             distribution.engine, config.train_data, **options
@@ -277,9 +275,8 @@ def _validation_data(config, model, tokenizer):
             "or give more validation data.")
 
     return make_dataset(
-        config.validation_data, image_size=model.image_size,
+        config.validation_data, preprocessing=model.preprocessing,
         batch_size=config.batch_size, training=False, tokenizer=tokenizer,
-        context_length=model.context_length,
     )
 
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from keras_clip.data import image_ops
 from keras_clip.export.serving_module import ServingModule
+from keras_clip.preprocessing import Preprocessing
 
 THIN = [(1000, 1), (1, 1000), (20000, 1), (1, 20000), (30000, 2), (2, 30000)]
 LARGE = (4000, 3000)
@@ -62,10 +63,11 @@ def peak_mib():
 def paths():
     """`name → fn(bytes tensor) → pixels` for every preprocessing path."""
     seed = tf.constant([0, 1])
-    # ServingModule._pixels reads only `image_size` from its module: call it
-    # on a stand-in rather than build a model. A tf.function, as served.
-    serving = tf.function(lambda batch: ServingModule._pixels(
-        types.SimpleNamespace(image_size=32), batch))
+    # ServingModule._pixels reads only `image_size` and `preprocessing` from
+    # its module: call it on a stand-in rather than build a model. A
+    # tf.function, as served.
+    stand_in = types.SimpleNamespace(image_size=32, preprocessing=Preprocessing(32, 16))
+    serving = tf.function(lambda batch: ServingModule._pixels(stand_in, batch))
     return {
         "eval224": lambda b: image_ops.preprocess_for_eval(b, 224),
         "eval32": lambda b: image_ops.preprocess_for_eval(b, 32),

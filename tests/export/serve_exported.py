@@ -21,7 +21,8 @@ out = {
     "serving_default": signatures["serving_default"](image_bytes=images)["embeddings"],
     "embed_images": signatures["embed_images"](image_bytes=images)["embeddings"],
     "embed_texts": signatures["embed_texts"](texts=texts)["embeddings"],
-    "embed_pixels": signatures["embed_pixels"](pixels=tf.constant(requests["pixels"]))["embeddings"],
+    "embed_pixels": signatures["embed_pixels"](
+        pixels=tf.constant(requests["pixels"]))["embeddings"],
     "embed_token_ids": signatures["embed_token_ids"](
         token_ids=tf.constant(requests["token_ids"]))["embeddings"],
 }
@@ -38,7 +39,8 @@ try:
 except tf.errors.InvalidArgumentError as error:
     out["bad_image_error"] = np.array(error.message)
 out["after_error"] = signatures["embed_images"](image_bytes=images)["embeddings"]
-out["empty_batch"] = signatures["embed_images"](image_bytes=tf.constant([], tf.string))["embeddings"]
+out["empty_batch"] = signatures["embed_images"](
+    image_bytes=tf.constant([], tf.string))["embeddings"]
 out["empty_text"] = signatures["embed_texts"](texts=tf.constant([""]))["embeddings"]
 # REST `:predict` bodies, decoded as TF Serving does: {"b64": ...} → bytes,
 # the row form ("instances") batched, the columnar form ("inputs") as is.

@@ -24,8 +24,15 @@ from keras_clip import CLIPModel
 from keras_clip.data import image_ops
 from keras_clip.evaluation.zero_shot import zero_shot_classifier
 from keras_clip.export import export_saved_model
-from tests.data.fixtures import (bmp_declaring, encode, gif_of_frames, jpeg_declaring,
-                                 photo, png_declaring, png_deflate_bomb)
+from tests.data.fixtures import (
+    bmp_declaring,
+    encode,
+    gif_of_frames,
+    jpeg_declaring,
+    photo,
+    png_declaring,
+    png_deflate_bomb,
+)
 from tests.helpers import to_numpy
 
 pytestmark = [pytest.mark.slow, pytest.mark.backend_independent]

@@ -75,12 +75,24 @@ BAD_SETS = [  # (id, --set overrides, phrases)
     ("image-size-not-patches", ["image_size=36"], ["image_size", "36"]),
     ("context-length-one", ["context_length=1"], ["context_length must be in [2, 4096]"]),
     ("tokenizer-folder-without-files", ["tokenizer=/"], ["has no vocab.json"]),
+    # The shard stores no ids: without a tokenizer there is nothing to train on.
+    ("no-ids-and-no-tokenizer", ["tokenizer=null"],
+     ["records hold no token_ids: pass a tokenizer"]),
 ]
 
 
 @pytest.mark.parametrize("name,sets,phrases", BAD_SETS, ids=[c[0] for c in BAD_SETS])
 def test_a_bad_setting_is_one_line(name, sets, phrases, shard, tmp_path, capsys):
     assert_user_error(capsys, train(shard, tmp_path, *sets), *phrases)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_records_without_captions_stop_training_at_once(tmp_path, capsys):
+    path = tmp_path / "uncaptioned.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i in range(4):
+            writer.write(tfrecord_schema.serialize_example(encode(noise(seed=i)), []))
+    assert_user_error(capsys, train(str(path), tmp_path), str(path), "has no caption")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

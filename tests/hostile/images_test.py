@@ -13,8 +13,15 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_clip.data import image_ops, tfrecord_schema
-from tests.hostile.corpus import (encode, jpeg_declaring, noise, png_declaring, run_cli,
-                                  summary_of, write_table)
+from tests.hostile.corpus import (
+    encode,
+    jpeg_declaring,
+    noise,
+    png_declaring,
+    run_cli,
+    summary_of,
+    write_table,
+)
 
 pytestmark = pytest.mark.backend_independent
 

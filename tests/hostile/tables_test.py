@@ -9,8 +9,15 @@ import json
 
 import pytest
 
-from tests.hostile.corpus import (assert_user_error, encode, noise, run_cli, summary_of,
-                                  write_jsonl, write_table)
+from tests.hostile.corpus import (
+    assert_user_error,
+    encode,
+    noise,
+    run_cli,
+    summary_of,
+    write_jsonl,
+    write_table,
+)
 
 pytestmark = pytest.mark.backend_independent
 

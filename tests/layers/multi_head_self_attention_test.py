@@ -49,21 +49,26 @@ def test_heads_first_layout_for_export_matches_the_default(causal, dtype, monkey
     original = MultiHeadSelfAttention._heads_first_attention
     monkeypatch.setattr(MultiHeadSelfAttention, "_heads_first_attention",
                         lambda self, qkv: calls.append(1) or original(self, qkv))
-    with heads_first_attention():
+    with heads_first_attention(layer):
         heads_first = to_numpy(layer(x)).astype("float32")
     assert calls == [1]
+    explicit = MultiHeadSelfAttention.from_config({**layer.get_config(), "heads_first": True})
+    explicit.build(x.shape)
+    explicit.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(to_numpy(explicit(x)).astype("float32"), heads_first)
+    assert calls == [1, 1]
     if dtype == "float32":
         np.testing.assert_allclose(heads_first, reference_attention(x, layer),
                                    rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(heads_first, default, rtol=1e-5, atol=1e-6)
     else:  # same bf16 roundings in both layouts
         np.testing.assert_allclose(heads_first, default, rtol=0, atol=1e-2)
-    with pytest.raises(RuntimeError), heads_first_attention():
+    with pytest.raises(RuntimeError), heads_first_attention(layer):
         raise RuntimeError
     layer(x)  # after the context, even one left by an error: the default path
-    with heads_first_attention(False):  # an XLA-compiled export keeps the default
+    with heads_first_attention(layer, False):  # an XLA-compiled export keeps the default
         layer(x)
-    assert calls == [1]
+    assert calls == [1, 1] and not layer.heads_first
 
 
 def test_causal_output_ignores_later_tokens():

@@ -17,9 +17,10 @@ def reference_loss(image, text, log_scale):
     """Symmetric cross-entropy of Radford et al. (2021), figure 3, in NumPy."""
     logits = np.exp(log_scale) * image @ text.T
 
-    def cross_entropy(l):
-        l = l.astype("float64")
-        log_softmax = l - np.log(np.exp(l - l.max(1, keepdims=True)).sum(1, keepdims=True)) - l.max(1, keepdims=True)
+    def cross_entropy(logits):
+        z = logits.astype("float64")
+        top = z.max(1, keepdims=True)
+        log_softmax = z - np.log(np.exp(z - top).sum(1, keepdims=True)) - top
         return -np.mean(np.diag(log_softmax))
 
     return (cross_entropy(logits) + cross_entropy(logits.T)) / 2

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_clip.losses import contrastive_objective
 from keras_clip.losses.contrastive_loss import contrastive_logits
-from keras_clip.models import clip_model
 from keras_clip.training.distribution import select_distribution
 from tests.helpers import tiny_clip, tiny_pairs
 
@@ -58,7 +58,7 @@ def test_without_the_gather_the_weights_differ(setup, monkeypatch):
     mirrored, initial, data, single = setup
     # Each replica sees only its own 4 pairs as negatives; scaling unchanged.
     monkeypatch.setattr(
-        clip_model,
+        contrastive_objective,
         "gather_across_replicas",
         lambda image, text: (image, text, 0, mirrored.num_replicas_in_sync),
     )
@@ -75,7 +75,7 @@ def test_each_replica_scores_its_rows_against_the_global_batch(setup, monkeypatc
         shapes.append(tuple(logits[0].shape))
         return logits
 
-    monkeypatch.setattr(clip_model, "contrastive_logits", recording)
+    monkeypatch.setattr(contrastive_objective, "contrastive_logits", recording)
     import tensorflow as tf
 
     with mirrored.scope():

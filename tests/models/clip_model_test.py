@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from keras_clip import CLIPModel
+from keras_clip.data.synthetic_pairs import synthetic_pairs
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
-from keras_clip.data.synthetic_pairs import synthetic_pairs
+from keras_clip.preprocessing import CLIP_MEAN
 from tests.helpers import assert_model_saves, tiny_clip, tiny_pairs, to_numpy
 from tests.losses.contrastive_loss_test import reference_loss, unit_rows
 
@@ -105,7 +106,8 @@ def test_rejects_towers_of_different_widths():
 
 
 def test_unknown_preset_lists_available_ones():
-    with pytest.raises(ValueError, match=r"Unknown CLIP preset 'ViT-X/99'.*RN50.*ViT-B/32.*tiny-vit"):
+    expected = r"Unknown CLIP preset 'ViT-X/99'.*RN50.*ViT-B/32.*tiny-vit"
+    with pytest.raises(ValueError, match=expected):
         CLIPModel.from_preset("ViT-X/99")
 
 
@@ -151,3 +153,30 @@ def test_saved_model_loads_on_another_backend(tmp_path):
     ours = model(batch)
     for key in ours:
         np.testing.assert_allclose(theirs[key], to_numpy(ours[key]), atol=1e-5)
+
+
+SAVED_BY_0_1 = os.path.join(os.path.dirname(__file__), "saved", "clip_0_1.keras")
+
+
+def test_a_model_saved_by_keras_clip_0_1_loads_computes_and_trains():
+    # Written as tests/models/saved/README.md says, by keras_clip 0.1
+    # (commit 886853c): before objectives, tower contracts and the record.
+    import keras_clip
+    from keras_clip.losses import ContrastiveObjective
+
+    model = keras_clip.load_model(SAVED_BY_0_1)
+    saved = np.load(SAVED_BY_0_1.replace(".keras", "_outputs.npz"))
+    inputs = {"images": saved["images"], "token_ids": saved["token_ids"]}
+    outputs = model.predict(inputs, verbose=0)
+    for key in ("image_embeddings", "text_embeddings"):
+        np.testing.assert_allclose(outputs[key], saved[key], atol=1e-6)
+    assert isinstance(model.objective, ContrastiveObjective)
+    assert model.objective.get_config() == {"logit_scale_init": 2.0, "max_logit_scale": 4.0}
+    np.testing.assert_allclose(to_numpy(model.logit_scale), saved["logit_scale"])
+    assert model.preprocessing.mean == CLIP_MEAN  # what every 0.1 pipeline used
+    assert model.optimizer.head_variables is None  # heads found by the 0.1 rule
+    heads = sorted(v.path for v in model.trainable_variables if model.optimizer.is_head(v))
+    assert heads == sorted(v.path for v in model.head_variables)
+    before = int(to_numpy(model.optimizer.iterations))
+    model.fit(inputs, batch_size=4, epochs=1, verbose=0)
+    assert int(to_numpy(model.optimizer.iterations)) == before + 1

@@ -26,8 +26,22 @@ def trainable_count(model):
 
 
 def test_every_paper_preset_has_a_reference_count():
-    paper = [name for name in CLIPModel.presets if not name.startswith("tiny-")]
+    paper = [name for name in CLIPModel.presets
+             if not name.startswith(("tiny-", "convnext-"))]
     assert sorted(paper) == sorted(REFERENCE_COUNTS)
+
+
+def test_convnext_tiny_is_keras_applications_convnext_tiny_plus_a_projection():
+    with keras.StatelessScope(initialize_variables=False):
+        model = CLIPModel.from_preset("convnext-tiny")
+        reference = keras.applications.ConvNeXtTiny(
+            include_top=False, include_preprocessing=False, weights=None, pooling="avg")
+        counts = trainable_count(model.image_encoder), trainable_count(reference)
+        text = trainable_count(model.text_encoder)
+        vit_text = trainable_count(CLIPModel.from_preset("ViT-B/32").text_encoder)
+    assert counts[0] == counts[1] + 768 * 512  # the projection, no bias
+    assert counts[1] == 27_820_128  # ConvNeXt-T's 28.59M less its 1000-class head
+    assert text == vit_text
 
 
 @pytest.mark.parametrize("preset", list(REFERENCE_COUNTS))

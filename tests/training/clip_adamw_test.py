@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_clip import CLIPModel
-from keras_clip.training.clip_adamw import CLIPAdamW, decays, is_head
+from keras_clip.training.clip_adamw import CLIPAdamW, decays
 from tests.helpers import to_numpy
 
 VIT_DECAYED = {
@@ -55,11 +55,22 @@ def test_weight_decay_covers_exactly_the_weights_of_a_tiny_resnet(models):
 
 def test_heads_are_the_projections_and_the_temperature(models):
     vit = models["tiny-vit"]
+    is_head = CLIPAdamW(head_variables=vit.head_variables).is_head
     assert paths(vit, is_head) == ["clip_tiny_vit/logit_scale", "projection/kernel"]
     resnet = models["tiny-resnet"]
+    is_head = CLIPAdamW(head_variables=resnet.head_variables).is_head
     assert paths(resnet, is_head) == [
         "attention_pooling/c_proj/bias", "attention_pooling/c_proj/kernel",
         "clip_tiny_resnet/logit_scale", "projection/kernel"]
+
+
+@pytest.mark.parametrize("preset", ["tiny-vit", "tiny-resnet"])
+def test_optimizers_saved_without_heads_find_the_same_ones(models, preset):
+    # keras_clip 0.1 saved CLIPAdamW with no head_variables: its rule by path
+    # must pick what the towers now declare.
+    model = models[preset]
+    told, saved = CLIPAdamW(head_variables=model.head_variables), CLIPAdamW()
+    assert paths(model, told.is_head) == paths(model, saved.is_head)
 
 
 def apply_zero_gradients(model, optimizer):
@@ -84,22 +95,24 @@ def test_a_step_shrinks_decayed_variables_by_lr_times_decay_and_no_others(models
 def test_tower_scale_zero_freezes_the_towers_but_not_the_heads():
     model = CLIPModel.from_preset("tiny-vit")
     optimizer = CLIPAdamW(learning_rate=0.01, weight_decay=0.0,
-                          tower_learning_rate_scale=0.0)
+                          tower_learning_rate_scale=0.0, head_variables=model.head_variables)
     variables = model.trainable_variables
     before = [to_numpy(v) for v in variables]
     optimizer.apply([keras.ops.ones(v.shape, v.dtype) for v in variables], variables)
     for variable, old in zip(variables, before):
         moved = not np.allclose(to_numpy(variable), old)
-        assert moved == is_head(variable), variable.path
+        assert moved == optimizer.is_head(variable), variable.path
 
 
 def test_config_round_trips_with_its_own_arguments():
     optimizer = CLIPAdamW(learning_rate=1e-3, weight_decay=0.1, beta_2=0.999,
-                          epsilon=1e-8, tower_learning_rate_scale=0.5, global_clipnorm=1.0)
+                          epsilon=1e-8, tower_learning_rate_scale=0.5, global_clipnorm=1.0,
+                          head_variables=["b/projection/kernel", "a/logit_scale"])
     config = optimizer.get_config()
     clone = CLIPAdamW.from_config(config)
     assert clone.get_config() == config
     assert config["weight_decay"] == 0.1 and config["tower_learning_rate_scale"] == 0.5
+    assert config["head_variables"] == ["a/logit_scale", "b/projection/kernel"]
     assert math.isclose(float(clone.beta_2), 0.999)
 
 
