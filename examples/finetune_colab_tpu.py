@@ -64,8 +64,9 @@ def main():
     model.compile(optimizer=CLIPAdamW(
         learning_rate=learning_rate_schedule(args.learning_rate, args.steps // 10 or 1,
                                              args.steps),
-        weight_decay=0.1, tower_learning_rate_scale=0.1))
-    dataset = make_dataset(args.data, image_size=model.image_size,
+        weight_decay=0.1, tower_learning_rate_scale=0.1,
+        head_variables=model.head_variables))
+    dataset = make_dataset(args.data, preprocessing=model.preprocessing,
                            batch_size=args.batch_size, training=True, repeat=True,
                            tokenizer=None, seed=0)
     model.fit(dataset, epochs=1, steps_per_epoch=args.steps)

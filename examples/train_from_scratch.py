@@ -45,13 +45,14 @@ def main():
     model = CLIPModel.from_preset(args.preset)
     if not args.smoke:
         tokenizer = CLIPTokenizer.from_openai(context_length=model.context_length)
-    dataset = make_dataset(args.data, image_size=model.image_size,
+    dataset = make_dataset(args.data, preprocessing=model.preprocessing,
                            batch_size=args.batch_size, training=True,
                            tokenizer=tokenizer, repeat=True, seed=0)
     warmup = max(1, min(2000, args.steps // 10))
     model.compile(optimizer=CLIPAdamW(
         learning_rate=learning_rate_schedule(args.learning_rate, warmup, args.steps),
-        weight_decay=0.2, beta_2=0.98, epsilon=1e-6))
+        weight_decay=0.2, head_variables=model.head_variables,
+        **model.image_encoder.optimizer_defaults))
     steps_per_epoch = min(args.steps, 500)
     model.fit(dataset, epochs=max(1, args.steps // steps_per_epoch),
               steps_per_epoch=steps_per_epoch)

@@ -21,6 +21,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 #: What keras_clip's image pipelines implement (data/image_ops.py).
 INTERPOLATIONS = ("bicubic",)
 RESIZE_MODES = ("shortest_side_then_center_crop",)
+PAD_IDS = (0,)  # CLIPTokenizer's padding, and that of stored token_ids
 # Spelling of `resize` in preprocessing.json files written before the record.
 _OLD_RESIZE_NAMES = {"shortest_side_bicubic_then_center_crop": "shortest_side_then_center_crop"}
 
@@ -74,8 +75,9 @@ class Preprocessing:
         if self.resize not in RESIZE_MODES:
             yield (f"resize {self.resize!r} is not implemented here "
                    f"(keras_clip resizes with: {', '.join(RESIZE_MODES)})")
-        if not isinstance(self.pad_id, int) or self.pad_id < 0:
-            yield f"pad_id must be a non-negative integer, got {self.pad_id!r}"
+        if self.pad_id not in PAD_IDS:
+            yield (f"pad_id {self.pad_id!r} is not implemented here (keras_clip's "
+                   f"tokenizer and stored ids pad with {PAD_IDS[0]})")
 
     @property
     def normalization(self):

@@ -2,10 +2,12 @@
 
 The commands are read from the README's bash blocks and from each
 sub-command's help epilog, shrunk to tiny sizes (2 steps, the tiny-vit
-preset, small demo data), and run in that order in one folder holding the
+preset, small demo data), and run in that order in a folder holding the
 files they name (`captions.csv`, `photos/`, `shards/*.tar`, checkpoints to
 convert, ...): later commands use what earlier ones wrote, as a reader
-following the README would. In-process on the TensorFlow backend only: the
+following the README would. Two chains share no file (the demo and the
+conversions; the data → train → evaluate → export path), so they run as
+two tests. In-process on the TensorFlow backend only: the
 other backends' command paths have their own tests, and one pass keeps CI
 short.
 """
@@ -144,9 +146,20 @@ def test_the_documented_commands_find_what_they_need():
     assert len(commands) >= 25
 
 
-def test_every_documented_command_runs(workspace, capsys):
+def in_demo_or_convert_group(argv):
+    """The demo, what uses the demo's output, and conversions: needing no other step."""
+    return argv[0] in ("demo", "convert") or any("keras_clip_demo" in word for word in argv)
+
+
+# Two chains that share no file, run as two tests (pytest-xdist runs them at once).
+GROUPS = {"demo-and-convert": in_demo_or_convert_group,
+          "data-train-evaluate-export": lambda argv: not in_demo_or_convert_group(argv)}
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_documented_command_runs(group, workspace, capsys):
     failures, done = [], set()
-    for argv in map(shrink, documented_commands()):
+    for argv in filter(GROUPS[group], map(shrink, documented_commands())):
         if tuple(argv) in done:
             continue  # the same command, shown in two places
         done.add(tuple(argv))
@@ -155,6 +168,10 @@ def test_every_documented_command_runs(workspace, capsys):
         if status != 0:
             failures.append(f"keras-clip {shlex.join(argv)} → {status}: {output.err[-300:]}")
     assert not failures, "\n".join(failures)
+    if group == "demo-and-convert":
+        assert os.path.isfile(workspace / "keras_clip_demo" / "report.json")
+        assert os.path.isfile(workspace / "b32-hf" / "model.keras")
+        return
     report = json.loads((workspace / "report.json").read_text())
     assert report["zero_shot"]["images"] == 24
     assert np.isfinite(report["zero_shot"]["top1"])

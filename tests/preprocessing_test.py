@@ -25,7 +25,7 @@ MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     ({"interpolation": "bilinear"}, "interpolation 'bilinear' is not implemented"),
     ({"resize": "squash"}, "resize 'squash' is not implemented"),
     ({"image_size": 0}, "image_size must be a positive integer"),
-    ({"pad_id": -1}, "pad_id must be a non-negative integer"),
+    ({"pad_id": 3}, "pad_id 3 is not implemented"),
 ])
 def test_a_bad_record_is_one_clear_error(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -60,6 +60,17 @@ def test_the_model_saves_its_record_and_old_files_get_clip_constants(tmp_path):
     assert CLIPModel.from_config(config).preprocessing.mean == CLIP_MEAN
     with pytest.raises(ValueError, match="does not fit towers reading 32 pixels"):
         model.preprocessing = Preprocessing(64, 16)
+
+
+def test_a_text_tower_padding_with_another_id_is_refused():
+    from keras_clip.models.bag_of_words_encoder import BagOfWordsEncoder
+
+    image = CLIPModel.from_preset("tiny-vit").image_encoder
+    text = BagOfWordsEncoder(vocabulary_size=100, context_length=16, hidden_dim=8,
+                             output_dim=64, padding_id=5)
+    with pytest.raises(ValueError, match="takes id 5 for padding, but its inputs are padded "
+                                         "with 0"):
+        CLIPModel(image, text)
 
 
 def png(pixels):

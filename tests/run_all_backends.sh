@@ -16,8 +16,15 @@ workers="${TEST_WORKERS:-$(python -c 'import os; print(min(os.cpu_count() or 1, 
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
   backend_started=$(date +%s)
-  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider --durations=15 \
-    -n "${workers}" "$@" || failed+=("${backend}")
+  threads=()
+  if [ "${workers}" -gt 1 ] && [ "${backend}" != jax ]; then
+    # One compute thread per worker: TensorFlow's and PyTorch's pools spin,
+    # and two workers' pools on the same cores slow both (1.2× and 1.6× here).
+    # XLA (JAX) was slower single-threaded, so it keeps its pool.
+    threads=(TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 OMP_NUM_THREADS=1)
+  fi
+  env "${threads[@]}" KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider \
+    --durations=15 -n "${workers}" "$@" || failed+=("${backend}")
   echo "${backend} took $(( $(date +%s) - backend_started )) s"
 done
 if [ ${#failed[@]} -gt 0 ]; then

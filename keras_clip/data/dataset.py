@@ -356,7 +356,7 @@ def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
         )
 
     # Trimming per replica would give the replicas different id widths.
-    kwargs.setdefault("trim_token_ids", False)
+    kwargs["trim_token_ids"] = False
 
     def dataset_fn(context):
         return make_dataset(

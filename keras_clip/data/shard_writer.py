@@ -1,6 +1,7 @@
 """ShardWriter: serialized records into numbered TFRecord shards with sidecars."""
 
 import json
+import re
 
 import tensorflow as tf
 
@@ -26,8 +27,9 @@ class ShardWriter:
     `NAME.partial` and renamed to `NAME` when closed, after its `.json`
     sidecar with its record count: readers never see a half-written shard,
     and `make_dataset`'s epochs can count records without reading them.
-    Use as a context manager, or call `close()`; `shards` lists what was
-    written and `records` how many records in all.
+    Use as a context manager (an error inside drops the shard being
+    written), or call `close()`; `shards` lists what was written and
+    `records` how many records in all.
 
     Example:
     >>> with ShardWriter("data/example", max_records=2) as writer:
@@ -73,14 +75,44 @@ class ShardWriter:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, error_type, error, traceback):
+        if error_type is None:
+            self.close()
+        elif self._writer is not None:  # never publish a shard cut short
+            self._writer.close()
+            tf.io.gfile.remove(self._path + PARTIAL_SUFFIX)
+            self._writer = None
+
+
+def remove_stale_shards(prefix, written):
+    """Removes numbered shards at `prefix` (and sidecars) that are not in `written`.
+
+    They are an earlier run's (`{prefix}-00003.tfrecord`, or keras_clip
+    0.1's `{prefix}-00000-of-00002.tfrecord`), which `{prefix}-*.tfrecord`
+    would otherwise mix into this run's data; other files are left alone.
+    Returns how many were removed.
+    """
+    keep = set(written)
+    stale = [path for path in tf.io.gfile.glob(f"{prefix}-*.tfrecord")
+             if re.fullmatch(r"-\d{5}(-of-\d{5})?\.tfrecord", path[len(prefix):])
+             and path not in keep]
+    for path in stale:
+        tf.io.gfile.remove(path)
+        sidecar = path + tfrecord_schema.SIDECAR_SUFFIX
+        if tf.io.gfile.exists(sidecar):
+            tf.io.gfile.remove(sidecar)
+    return len(stale)
 
 
 def write_shards(records, prefix, count, num_shards):
-    """`count` records split evenly into `num_shards` shards; returns their glob."""
+    """`count` records split evenly into `num_shards` shards; returns their glob.
+
+    Shards an earlier run left at `prefix` are removed, so the glob names
+    this run's records only.
+    """
     tf.io.gfile.makedirs(prefix.rpartition("/")[0] or ".")
     with ShardWriter(prefix, max_records=-(-count // max(num_shards, 1))) as writer:
         for record in records:
             writer.write(record)
+    remove_stale_shards(prefix, writer.shards)
     return f"{prefix}-*.tfrecord"

@@ -5,7 +5,6 @@ import concurrent.futures
 import io
 import json
 import os
-import re
 import time
 
 import keras
@@ -13,7 +12,12 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_clip.data import image_headers, image_ops, tfrecord_schema
-from keras_clip.data.shard_writer import PARTIAL_SUFFIX, ShardWriter, write_atomically
+from keras_clip.data.shard_writer import (
+    PARTIAL_SUFFIX,
+    ShardWriter,
+    remove_stale_shards,
+    write_atomically,
+)
 from keras_clip.data.text_cleaning import clean_text
 from keras_clip.progress_line import ProgressLine, duration
 
@@ -188,7 +192,7 @@ def write_tfrecords(pairs, output_prefix, shard_size_mb=100, num_workers=4,
             progress.update(count, summary)
     progress.finish(summary)
     summary.shards = shard.close()
-    removed = _remove_stale_shards(output_prefix, summary.shards)
+    removed = remove_stale_shards(output_prefix, summary.shards)
     write_atomically(f"{output_prefix}-summary.json",
                       json.dumps(summary.as_dict(), indent=2))
     if verbose:
@@ -255,19 +259,6 @@ def _start_output(output_prefix):
     summary = f"{output_prefix}-summary.json"
     if tf.io.gfile.exists(summary):
         tf.io.gfile.remove(summary)
-
-
-def _remove_stale_shards(output_prefix, written):
-    keep = set(written)
-    stale = [path for path in tf.io.gfile.glob(f"{output_prefix}-*.tfrecord")
-             if re.fullmatch(r"-\d{5}\.tfrecord", path[len(output_prefix):])
-             and path not in keep]
-    for path in stale:
-        tf.io.gfile.remove(path)
-        sidecar = path + tfrecord_schema.SIDECAR_SUFFIX
-        if tf.io.gfile.exists(sidecar):
-            tf.io.gfile.remove(sidecar)
-    return len(stale)
 
 
 def _ordered_map(pool, function, items, window):

@@ -100,7 +100,7 @@ def load_tokenizer(spec=OPENAI, context_length=None):
 
 def check_fits(tokenizer, model, spec):
     """Refuses a tokenizer whose ids the model's text tower does not embed."""
-    size = model.text_encoder.get_config()["vocabulary_size"]
+    size = model.text_encoder.vocabulary_size
     if tokenizer.vocabulary_size() != size:
         raise ValueError(
             f"tokenizer {spec!r} has {tokenizer.vocabulary_size()} ids but the model's text "

@@ -40,7 +40,8 @@ def evaluate(model, tokenizer, folder=None, captions=None, templates=zero_shot.T
 
         dataset = make_dataset(captions, preprocessing=model.preprocessing,
                                batch_size=batch_size, training=False, tokenizer=tokenizer,
-                               drop_remainder=False)
+                               drop_remainder=False,
+                               trim_token_ids=model.text_encoder.accepts_trimmed_token_ids)
         images, texts = embed_pairs(model, dataset)
         report["retrieval"] = retrieval.retrieval_metrics(images, texts)
         report["retrieval"]["pairs"] = len(images)

@@ -107,3 +107,23 @@ class ResidualAttentionBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def residual_stack(owner, hidden_dim, num_heads, num_layers, mlp_ratio=4,
+                   activation="quick_gelu", causal=False, dtype=None):
+    """`num_layers` blocks named `block_0…`, as a tower stacks them.
+
+    `owner` names the tower in the error when `num_heads` does not divide
+    `hidden_dim`.
+    """
+    if hidden_dim % num_heads:
+        raise ValueError(
+            f"{owner}: hidden_dim ({hidden_dim}) must be divisible by num_heads "
+            f"({num_heads})."
+        )
+    return [
+        ResidualAttentionBlock(hidden_dim, num_heads, num_layers, mlp_ratio=mlp_ratio,
+                               activation=activation, causal=causal, dtype=dtype,
+                               name=f"block_{i}")
+        for i in range(num_layers)
+    ]

@@ -86,6 +86,10 @@ class ContrastiveObjective(Objective):
         loss = contrastive_loss(logits_per_image, logits_per_text, labels)
         return loss, metrics, num_replicas
 
+    def state(self, weights):
+        # The scale itself (1 / temperature), as the paper reports it.
+        return {"logit_scale": float(ops.convert_to_numpy(ops.exp(weights["logit_scale"])))}
+
     def get_config(self):
         return {
             "logit_scale_init": self.logit_scale_init,

@@ -43,6 +43,10 @@ class Objective:
         """
         raise NotImplementedError
 
+    def state(self, weights):
+        """`{name: float}` worth logging while training (read from the device)."""
+        return {}
+
     def get_config(self):
         return {}
 

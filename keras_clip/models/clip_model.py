@@ -36,6 +36,8 @@ class CLIPModel(keras.Model):
             inputs the towers were trained on; default: CLIP's mean and std
             at the towers' image size and context length. Saved with the
             model; the data pipeline, export and evaluation read it.
+        logit_scale_init, max_logit_scale: as in keras_clip 0.1, the same
+            as `objective=ContrastiveObjective(logit_scale_init, ...)`.
 
     Example:
     >>> from keras_clip.data.synthetic_pairs import synthetic_pairs
@@ -58,6 +60,16 @@ class CLIPModel(keras.Model):
         preprocessing=None,
         **kwargs,
     ):
+        # keras_clip 0.1's arguments (and saved configs): CLIP's objective's.
+        legacy = {key: kwargs.pop(key) for key in ("logit_scale_init", "max_logit_scale")
+                  if key in kwargs}
+        if legacy:
+            if objective != "contrastive":
+                raise ValueError(
+                    f"{', '.join(legacy)} set CLIP's contrastive objective; pass them "
+                    f"to the objective instead of objective={objective!r}."
+                )
+            objective = ContrastiveObjective(**legacy)
         objective = get_objective(objective)
         if image_encoder.output_dim != text_encoder.output_dim:
             raise ValueError(
@@ -124,6 +136,11 @@ class CLIPModel(keras.Model):
                 f"A preprocessing record for {record.image_size}-pixel images and "
                 f"{record.context_length} tokens does not fit towers reading "
                 f"{self.image_size} pixels and {self.context_length} tokens."
+            )
+        if record.pad_id != self.text_encoder.padding_id:
+            raise ValueError(
+                f"The text tower takes id {self.text_encoder.padding_id} for padding, but "
+                f"its inputs are padded with {record.pad_id} (the preprocessing record)."
             )
         self._preprocessing = record
 
@@ -239,8 +256,4 @@ class CLIPModel(keras.Model):
         config = dict(config)
         for key in ("image_encoder", "text_encoder"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
-        legacy = {key: config.pop(key) for key in ("logit_scale_init", "max_logit_scale")
-                  if key in config}
-        if legacy:  # saved before objectives: CLIP's, with its settings
-            config["objective"] = ContrastiveObjective(**legacy)
         return cls(**config)

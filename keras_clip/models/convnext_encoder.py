@@ -21,7 +21,9 @@ class ConvNeXtEncoder(ImageEncoder):
     OpenCLIP's ConvNeXt CLIPs do. `ConvNeXtTiny` is `depths=(3, 3, 9, 3)`,
     `projection_dims=(96, 192, 384, 768)`. Outputs are *not* normalised.
 
-    Its residual blocks are the blocks of the four stages; `lock` unfreezes
+    Adam's defaults are OpenCLIP's for towers other than ViTs (β2 0.999,
+    ε 1e-8), which its ConvNeXt CLIPs were trained with. Its residual
+    blocks are the blocks of the four stages; `lock` unfreezes
     the last ones, from each block's depthwise convolution on. Each block is
     several Keras layers, so none is rematerialised (`remat_blocks` is
     empty).
@@ -96,6 +98,8 @@ class ConvNeXtEncoder(ImageEncoder):
         self.layer_scale_init_value = layer_scale_init_value
 
     # === Tower contract (models/encoder.py) ===
+    optimizer_defaults = {"beta_2": 0.999, "epsilon": 1e-8}
+
     @property
     def residual_blocks(self):
         # keras.applications names each block's layers "…_stage_S_block_B_…";

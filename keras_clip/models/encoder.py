@@ -104,13 +104,16 @@ class TextEncoder(Encoder):
     """A text tower: `(B, T)` token ids, `T ≤ context_length` → `(B, output_dim)`.
 
     Declares, set in `__init__`: `vocabulary_size` and `context_length`
-    (ints), and `accepts_trimmed_token_ids`: whether cutting a batch's
-    trailing padding columns leaves its outputs unchanged (then the data
-    pipeline trims each batch to its longest caption).
+    (ints); `accepts_trimmed_token_ids`: whether cutting a batch's trailing
+    padding columns leaves its outputs unchanged (then the data pipeline
+    trims each batch to its longest caption); and `padding_id`, the id it
+    takes for padding, which must be the preprocessing record's `pad_id`.
     """
 
     #: Safe default: a tower that reads every position gets whole rows.
     accepts_trimmed_token_ids = False
+    #: What keras_clip's tokenizer and stored ids pad with.
+    padding_id = 0
     #: The constructor argument naming the end-of-text id its pooling reads,
     #: which a new vocabulary (a tokenizer's) must set; None if it has none.
     end_of_text_argument = None

@@ -3,10 +3,7 @@
 import keras
 
 from keras_clip.layers.end_of_text_pooling import EndOfTextPooling
-from keras_clip.layers.residual_attention_block import (
-    LAYER_NORM_EPSILON,
-    ResidualAttentionBlock,
-)
+from keras_clip.layers.residual_attention_block import LAYER_NORM_EPSILON, residual_stack
 from keras_clip.layers.token_and_position_embedding import TokenAndPositionEmbedding
 from keras_clip.models.encoder import TextEncoder, projection_layer
 
@@ -59,28 +56,12 @@ class TextTransformer(TextEncoder):
         dtype=None,
         **kwargs,
     ):
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"TextTransformer: hidden_dim ({hidden_dim}) must be divisible "
-                f"by num_heads ({num_heads})."
-            )
         # === Layers ===
         embedding = TokenAndPositionEmbedding(
             vocabulary_size, context_length, hidden_dim, dtype=dtype, name="embedding"
         )
-        blocks = [
-            ResidualAttentionBlock(
-                hidden_dim,
-                num_heads,
-                num_layers,
-                mlp_ratio=mlp_ratio,
-                activation=activation,
-                causal=True,
-                dtype=dtype,
-                name=f"block_{i}",
-            )
-            for i in range(num_layers)
-        ]
+        blocks = residual_stack("TextTransformer", hidden_dim, num_heads, num_layers,
+                                mlp_ratio, activation, causal=True, dtype=dtype)
         ln_final = keras.layers.LayerNormalization(
             epsilon=LAYER_NORM_EPSILON, dtype=dtype, name="ln_final"
         )

@@ -3,10 +3,7 @@
 import keras
 
 from keras_clip.layers.patch_embedding import PatchEmbedding
-from keras_clip.layers.residual_attention_block import (
-    LAYER_NORM_EPSILON,
-    ResidualAttentionBlock,
-)
+from keras_clip.layers.residual_attention_block import LAYER_NORM_EPSILON, residual_stack
 from keras_clip.models.encoder import ImageEncoder, projection_layer
 
 
@@ -51,11 +48,6 @@ class VisionTransformer(ImageEncoder):
         dtype=None,
         **kwargs,
     ):
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"VisionTransformer: hidden_dim ({hidden_dim}) must be divisible "
-                f"by num_heads ({num_heads})."
-            )
         # === Layers ===
         patch_embedding = PatchEmbedding(
             image_size, patch_size, hidden_dim, dtype=dtype, name="patch_embedding"
@@ -63,18 +55,8 @@ class VisionTransformer(ImageEncoder):
         ln_pre = keras.layers.LayerNormalization(
             epsilon=LAYER_NORM_EPSILON, dtype=dtype, name="ln_pre"
         )
-        blocks = [
-            ResidualAttentionBlock(
-                hidden_dim,
-                num_heads,
-                num_layers,
-                mlp_ratio=mlp_ratio,
-                activation=activation,
-                dtype=dtype,
-                name=f"block_{i}",
-            )
-            for i in range(num_layers)
-        ]
+        blocks = residual_stack("VisionTransformer", hidden_dim, num_heads, num_layers,
+                                mlp_ratio, activation, dtype=dtype)
         ln_post = keras.layers.LayerNormalization(
             epsilon=LAYER_NORM_EPSILON, dtype=dtype, name="ln_post"
         )

@@ -80,10 +80,14 @@ class CLIPAdamW(keras.optimizers.Adam):
         # The base class's own decay would use one rate for all variables.
         self.decoupled_weight_decay = weight_decay
         self.tower_learning_rate_scale = tower_learning_rate_scale
-        self.head_variables = None
+        self.head_variables = None  # paths, for the config
+        self._head_ids = None  # the variables themselves, when given
         if head_variables is not None:
+            head_variables = list(head_variables)
             self.head_variables = sorted(
-                v if isinstance(v, str) else v.path for v in head_variables)
+                {v if isinstance(v, str) else v.path for v in head_variables})
+            if not any(isinstance(v, str) for v in head_variables):
+                self._head_ids = {id(v) for v in head_variables}
 
     def build(self, var_list):
         if self.built:
@@ -96,7 +100,15 @@ class CLIPAdamW(keras.optimizers.Adam):
         ]
 
     def is_head(self, variable):
-        """Whether `variable` keeps the full learning rate."""
+        """Whether `variable` keeps the full learning rate.
+
+        By identity when built with the variables; by path once restored
+        from a config (tower variable paths are not tower-qualified, so
+        a path names the same-named variable of either tower: the towers'
+        heads share theirs, `projection/kernel`).
+        """
+        if self._head_ids is not None:
+            return id(variable) in self._head_ids
         if self.head_variables is None:
             return _saved_is_head(variable.path)
         return variable.path in self.head_variables

@@ -147,7 +147,10 @@ def _build_model(config, resumed, total_steps):
     else:
         model, tokenizer = _new_model(config)
     if config.remat:
-        rematerialize(model)
+        for tower in rematerialize(model):
+            if config.verbose:
+                print(f"remat: {tower} declares no blocks to recompute; it keeps its "
+                      "activations.")
     start = None
     if config.wise_ft_alpha is not None:
         if not _is_saved_model(config.preset):
@@ -219,11 +222,16 @@ def rematerialize(model):
     Keras 3.15 has no public way to rematerialise a layer already built
     (`keras.RematScope` applies to layers created inside it), so each block
     gets the mode a full-mode scope would have given it at construction.
+    Returns the names of the towers that declare no such blocks.
     """
     mode = keras.RematScope(mode="full")
+    without = []
     for tower in (model.image_encoder, model.text_encoder):
         for block in tower.remat_blocks:
             block._remat_mode = mode
+        if not tower.remat_blocks:
+            without.append(f"{type(tower).__name__} ({tower.name})")
+    return without
 
 
 def _tokenizer(config, context_length):
@@ -252,9 +260,8 @@ def _training_data(config, model, tokenizer, start_step, distribution):
         tokenizer=tokenizer, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
         deterministic=config.deterministic,
+        trim_token_ids=model.text_encoder.accepts_trimmed_token_ids,
     )
-    if not model.text_encoder.accepts_trimmed_token_ids:
-        options["trim_token_ids"] = False
     if distribution.kind in ("mirrored", "multi_worker", "tpu"):
         return dataset.make_distributed_dataset(
             distribution.engine, config.train_data, **options
@@ -277,6 +284,7 @@ def _validation_data(config, model, tokenizer):
     return make_dataset(
         config.validation_data, preprocessing=model.preprocessing,
         batch_size=config.batch_size, training=False, tokenizer=tokenizer,
+        trim_token_ids=model.text_encoder.accepts_trimmed_token_ids,
     )
 
 

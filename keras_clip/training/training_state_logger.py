@@ -1,12 +1,12 @@
-"""TrainingStateLogger: learning rate and temperature beside the loss."""
-
-import math
+"""TrainingStateLogger: learning rate and the objective's state beside the loss."""
 
 import keras
 
 
 class TrainingStateLogger(keras.callbacks.Callback):
-    """Adds `learning_rate` and `logit_scale` (the exp'd temperature) to logs.
+    """Adds `learning_rate` and the objective's `state` to logs.
+
+    For CLIP's objective that is `logit_scale`: the exp'd temperature.
 
     Callbacks after it (TensorBoard, the progress bar, History) see them.
     Batch logs get them every `every` optimizer steps of the run (counted
@@ -23,9 +23,7 @@ class TrainingStateLogger(keras.callbacks.Callback):
             return
         optimizer = self.model.optimizer
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        logs["logit_scale"] = math.exp(
-            float(keras.ops.convert_to_numpy(self.model.logit_scale))
-        )
+        logs.update(self.model.objective.state(self.model.objective_weights))
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1

@@ -180,3 +180,15 @@ def test_a_model_saved_by_keras_clip_0_1_loads_computes_and_trains():
     before = int(to_numpy(model.optimizer.iterations))
     model.fit(inputs, batch_size=4, epochs=1, verbose=0)
     assert int(to_numpy(model.optimizer.iterations)) == before + 1
+
+
+def test_the_0_1_temperature_arguments_still_set_clips_objective():
+    from keras_clip.losses import ContrastiveObjective
+
+    towers = CLIPModel.from_preset("tiny-vit")
+    image, text = towers.image_encoder, towers.text_encoder
+    model = CLIPModel(image, text, logit_scale_init=2.0, max_logit_scale=3.0)
+    assert model.objective.get_config() == {"logit_scale_init": 2.0, "max_logit_scale": 3.0}
+    assert float(to_numpy(model.logit_scale)) == 2.0
+    with pytest.raises(ValueError, match="pass them to the objective"):
+        CLIPModel(image, text, objective=ContrastiveObjective(), logit_scale_init=2.0)

@@ -71,6 +71,8 @@ def test_optimizers_saved_without_heads_find_the_same_ones(models, preset):
     model = models[preset]
     told, saved = CLIPAdamW(head_variables=model.head_variables), CLIPAdamW()
     assert paths(model, told.is_head) == paths(model, saved.is_head)
+    restored = CLIPAdamW.from_config(told.get_config())  # by path, as resumed
+    assert paths(model, restored.is_head) == paths(model, told.is_head)
 
 
 def apply_zero_gradients(model, optimizer):
