@@ -17,7 +17,6 @@ import tensorflow as tf
 from keras_clip.data import image_ops, record_reader, tfrecord_schema
 from keras_clip.data.dataset_checks import check_first_records, first_line
 from keras_clip.data.dataset_stats import DatasetStats, name_files
-from keras_clip.preprocessing import Preprocessing
 
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
@@ -143,7 +142,6 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
         context_length = context_length or preprocessing.context_length
     elif image_size is None:
         raise ValueError("make_dataset needs image_size or a preprocessing record.")
-    normalization = preprocessing or Preprocessing(image_size, 1)  # CLIP's mean and std
     files = list_shards(file_pattern)
     single_pass = not repeat and not skip_examples
     stats = stats or DatasetStats(expected_records(files) if single_pass else None)
@@ -158,7 +156,7 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
     if tf.executing_eagerly():
         context_length = check_first_records(files, tokenizer, context_length)
     decode = _example_decoder(image_size, training, tokenizer, seed, image_dtype,
-                              context_length, max_pixels, normalization)
+                              context_length, max_pixels, preprocessing)
     if tf.executing_eagerly():
         check_delivers(files, decode, stats)
     records = record_stream(files, training=training, seed=seed, repeat=repeat,
@@ -212,7 +210,8 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
     """`(position, record) → example`: image preprocessed, caption or ids picked."""
 
     limit = {} if max_pixels is None else {"max_pixels": max_pixels}
-    limit.update(mean=preprocessing.mean, std=preprocessing.std)
+    if preprocessing is not None:  # else image_ops' defaults: CLIP's mean and std
+        limit.update(preprocessing.normalization)
 
     def decode(position, record):
         example = tfrecord_schema.parse_example(record)

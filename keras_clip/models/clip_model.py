@@ -60,17 +60,7 @@ class CLIPModel(keras.Model):
         preprocessing=None,
         **kwargs,
     ):
-        # keras_clip 0.1's arguments (and saved configs): CLIP's objective's.
-        legacy = {key: kwargs.pop(key) for key in ("logit_scale_init", "max_logit_scale")
-                  if key in kwargs}
-        if legacy:
-            if objective != "contrastive":
-                raise ValueError(
-                    f"{', '.join(legacy)} set CLIP's contrastive objective; pass them "
-                    f"to the objective instead of objective={objective!r}."
-                )
-            objective = ContrastiveObjective(**legacy)
-        objective = get_objective(objective)
+        objective = get_objective(_with_0_1_arguments(objective, kwargs))
         if image_encoder.output_dim != text_encoder.output_dim:
             raise ValueError(
                 f"The towers must share an embedding width: the image encoder "
@@ -257,3 +247,20 @@ class CLIPModel(keras.Model):
         for key in ("image_encoder", "text_encoder"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _with_0_1_arguments(objective, kwargs):
+    """keras_clip 0.1's temperature arguments (and saved configs) as CLIP's objective.
+
+    Pops them from `kwargs`; returns `objective` when there are none.
+    """
+    legacy = {key: kwargs.pop(key) for key in ("logit_scale_init", "max_logit_scale")
+              if key in kwargs}
+    if not legacy:
+        return objective
+    if objective != "contrastive":
+        raise ValueError(
+            f"{', '.join(legacy)} set CLIP's contrastive objective; pass them to the "
+            f"objective instead of objective={objective!r}."
+        )
+    return ContrastiveObjective(**legacy)
