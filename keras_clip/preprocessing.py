@@ -4,13 +4,14 @@ Saved with every model (in `CLIPModel`'s config) and beside every preset
 directory's `model.keras` (as `preprocessing.json`); the data pipeline,
 export, evaluation and the demo read it from the model instead of assuming
 CLIP's constants. Any part of keras_clip may import this module: it
-imports nothing from keras_clip.
+imports only `keras_clip.files`.
 """
 
 import dataclasses
 import json
 import math
-import os
+
+from keras_clip import files
 
 # Per-channel RGB mean and std of the CLIP paper's training images ([0, 1]
 # units), with which OpenAI's and most OpenCLIP checkpoints were trained.
@@ -112,17 +113,17 @@ class Preprocessing:
 
     def save(self, directory):
         """Writes `directory/preprocessing.json`."""
-        with open(os.path.join(directory, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
+        with files.open(files.join(directory, PREPROCESSING_FILE), "w") as file:
             json.dump(self.to_dict(), file, indent=2)
 
     @classmethod
     def load(cls, directory):
         """`directory/preprocessing.json`, or None if there is none."""
-        path = os.path.join(directory, PREPROCESSING_FILE)
-        if not os.path.isfile(path):
+        path = files.join(directory, PREPROCESSING_FILE)
+        if not files.isfile(path):
             return None
         try:
-            with open(path, encoding="utf-8") as file:
+            with files.open(path) as file:
                 record = json.load(file)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path} is not a readable JSON record ({error}).") from None

@@ -7,7 +7,10 @@ files they name (`captions.csv`, `photos/`, `shards/*.tar`, checkpoints to
 convert, ...): later commands use what earlier ones wrote, as a reader
 following the README would. Two chains share no file (the demo and the
 conversions; the data → train → evaluate → export path), so they run as
-two tests. In-process on the TensorFlow backend only: the
+two tests. Blocks fenced as `sh` hold commands for clusters and buckets
+(README "Scaling out"); what they run is tested by
+tests/training/distribution_test.py (several processes) and
+tests/cloud_storage_test.py (URLs). In-process on the TensorFlow backend only: the
 other backends' command paths have their own tests, and one pass keeps CI
 short.
 """

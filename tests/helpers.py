@@ -70,3 +70,16 @@ def tiny_pairs(count, seed=0):
     return synthetic_pairs(
         count, image_size=16, context_length=8, vocabulary_size=1000, seed=seed
     )
+
+
+class StopAt(keras.callbacks.Callback):
+    """Calls `stop()` once `step` training steps are done: a kill, or an interrupt."""
+
+    def __init__(self, step, stop):
+        super().__init__()
+        self.step, self.stop, self.seen = step, stop, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            self.stop()

@@ -2,6 +2,7 @@
 
 import argparse
 
+from keras_clip import files
 from keras_clip.data.tokenizer_spec import HELP as TOKENIZER_HELP
 
 
@@ -45,5 +46,5 @@ def positive_float(text):
 
 def lines(path):
     """The non-empty lines of a text file, stripped."""
-    with open(path, encoding="utf-8") as file:
+    with files.open(path) as file:
         return [line.strip() for line in file if line.strip()]

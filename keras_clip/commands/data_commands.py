@@ -1,8 +1,6 @@
 """`keras-clip demo`, `make-tfrecords` and `train-tokenizer`."""
 
-import glob
-import os
-
+from keras_clip import files
 from keras_clip.commands.arguments import (
     add_command,
     add_tokenizer_argument,
@@ -95,14 +93,14 @@ def make_tfrecords_parser(subparsers):
 
 
 def _webdataset_tars(pattern):
-    tars = sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+    tars = [path for path in files.glob(pattern) if files.isfile(path)]
     if not tars:
         raise FileNotFoundError(f"No tar shards match {pattern!r}.")
     return tars
 
 
 def _check_table(path):
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise FileNotFoundError(f"No caption table at {path!r}.")
 
 
@@ -186,7 +184,7 @@ def _table_captions(table, skipped):
 
 def _check_fresh_output(folder):
     taken = [name for name in ("model.keras", VOCABULARY_FILE, MERGES_FILE)
-             if os.path.exists(os.path.join(folder, name))]
+             if files.exists(files.join(folder, name))]
     if taken:
         raise FileExistsError(f"{folder!r} already holds {', '.join(taken)}; not overwriting "
                               "it (choose another --output, or remove them first).")
@@ -209,7 +207,7 @@ def train_tokenizer(args):
 
     tokenizer = CLIPTokenizer.train(captions, args.vocabulary_size, args.context_length)
     tokenizer.save_vocabulary(args.output)
-    with open(os.path.join(args.output, PREPROCESSING_FILE), "w", encoding="utf-8") as file:
+    with files.open(files.join(args.output, PREPROCESSING_FILE), "w") as file:
         file.write(f'{{"context_length": {args.context_length}}}\n')
     noun = "caption" if len(captions) == 1 else "captions"
     print(f"learned {tokenizer.vocabulary_size()} ids from {len(captions):,} {noun} "

@@ -1,5 +1,6 @@
 """`keras-clip train`, `evaluate`, `export` and `convert`."""
 
+from keras_clip import files
 from keras_clip.commands.arguments import (
     add_command,
     add_tokenizer_argument,
@@ -136,7 +137,7 @@ def evaluate(args):
             elif key not in ("confusion_matrix", "classes"):
                 print(f"  {key:28s} {value}")
     if args.json:
-        with open(args.json, "w") as file:
+        with files.open(args.json, "w") as file:
             json.dump(report, file, indent=2, ensure_ascii=False)
     return 0
 

@@ -8,11 +8,12 @@ archives; those load through `torch.jit.load`, which runs no Python pickle.
 """
 
 import json
-import os
 import struct
 import zipfile
 
 import numpy as np
+
+from keras_clip import files
 
 SAFETENSORS_DTYPES = {
     "F64": np.float64,
@@ -38,19 +39,23 @@ def read_checkpoint(path):
 
     Names lose the `module.` prefix that DistributedDataParallel adds.
     """
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise CheckpointError(f"No checkpoint file at {path}.")
     if path.endswith(".safetensors"):
         weights = read_safetensors(path)
     else:
-        weights = read_torch_file(path)
+        with files.local_copy(path) as local:  # torch reads local files
+            try:
+                weights = read_torch_file(local)
+            except CheckpointError as error:
+                raise CheckpointError(str(error).replace(local, path)) from None
     return {name.removeprefix("module."): value for name, value in weights.items()}
 
 
 def read_safetensors(path):
     """Parses the safetensors layout: u64 header size, JSON header, raw bytes."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as file:
+    size = files.getsize(path)
+    with files.open(path, "rb") as file:
         head = file.read(8)
         if len(head) < 8:
             raise CheckpointError(f"{path}: too short to be a safetensors file.")

@@ -6,6 +6,7 @@ import tempfile
 
 import numpy as np
 
+from keras_clip import files
 from keras_clip.convert import architectures, weight_maps
 from keras_clip.convert.checkpoint_files import CheckpointError, read_checkpoint
 from keras_clip.models import clip_presets
@@ -129,7 +130,7 @@ def _openai_architecture(source, preset, config, activation):
         if source != "open_clip":
             raise ValueError("config= describes OpenCLIP models; use preset= for openai.")
         if isinstance(config, str):
-            with open(config, encoding="utf-8") as file:
+            with files.open(config) as file:
                 config = json.load(file)
         return architectures.open_clip_architecture(config)
     if activation is None:
@@ -149,30 +150,30 @@ def _openai_architecture(source, preset, config, activation):
 def _from_hf_directory(directory):
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
 
-    if not os.path.isdir(directory):
+    if not files.isdir(directory):
         raise CheckpointError(f"{directory} is not a Hugging Face model directory.")
-    config = _read_json(os.path.join(directory, "config.json"))
-    vocabulary = _read_json(os.path.join(directory, "vocab.json"))
+    config = _read_json(files.join(directory, "config.json"))
+    vocabulary = _read_json(files.join(directory, "vocab.json"))
     end_of_text_id = vocabulary.get("<|endoftext|>", architectures.END_OF_TEXT_ID)
     try:
         architecture = architectures.hf_architecture(config, end_of_text_id)
     except (KeyError, TypeError, AttributeError) as error:
         raise ConversionError(
-            f"{os.path.join(directory, 'config.json')} is not a CLIP config this "
+            f"{files.join(directory, 'config.json')} is not a CLIP config this "
             f"converter reads ({type(error).__name__}: {error}).") from None
-    preprocessor_path = os.path.join(directory, "preprocessor_config.json")
-    preprocessor = _read_json(preprocessor_path) if os.path.exists(preprocessor_path) else None
+    preprocessor_path = files.join(directory, "preprocessor_config.json")
+    preprocessor = _read_json(preprocessor_path) if files.exists(preprocessor_path) else None
     preprocessing = architectures.hf_preprocessing(preprocessor, architecture)
-    weight_files = [os.path.join(directory, name) for name in HF_WEIGHT_FILES]
-    weight_files = [name for name in weight_files if os.path.exists(name)]
+    weight_files = [files.join(directory, name) for name in HF_WEIGHT_FILES]
+    weight_files = [name for name in weight_files if files.exists(name)]
     if not weight_files:
         raise CheckpointError(f"{directory} has none of {', '.join(HF_WEIGHT_FILES)}.")
     weights = read_checkpoint(weight_files[0])
     model = _build(architecture, None)
     load_weights(model, weights, weight_maps.hf_entries(model))
     tokenizer = CLIPTokenizer.from_hf(
-        os.path.join(directory, "vocab.json"),
-        os.path.join(directory, "merges.txt"),
+        files.join(directory, "vocab.json"),
+        files.join(directory, "merges.txt"),
         context_length=model.context_length,
     )
     return model, tokenizer, preprocessing
@@ -185,9 +186,9 @@ def _build(architecture, preset):
 
 
 def _read_json(path):
-    if not os.path.exists(path):
+    if not files.exists(path):
         raise CheckpointError(f"Missing {path}.")
-    with open(path, encoding="utf-8") as file:
+    with files.open(path) as file:
         try:
             value = json.load(file)
         except ValueError as error:  # not JSON, or not UTF-8
@@ -209,14 +210,17 @@ def save_converted(model, tokenizer, preprocessing, destination):
     existing destination is refused, never overwritten.
     """
     destination = destination.rstrip("/") or destination
-    if os.path.isdir(destination) and not os.listdir(destination):
-        os.rmdir(destination)  # an empty folder made for it
-    if os.path.exists(destination):
+    if files.isdir(destination) and not files.listdir(destination):
+        files.rmtree(destination)  # an empty folder made for it
+    if files.exists(destination):
         raise FileExistsError(f"{destination!r} exists; not overwriting it (choose another "
                               "--out, or remove it first).")
-    parent = os.path.dirname(os.path.abspath(destination))
-    os.makedirs(parent, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=".converting-") as scratch:
+    parent = files.dirname(files.absolute(destination))
+    files.makedirs(parent)
+    # Locally the scratch folder sits beside the destination (one rename);
+    # a URL's is local, copied over once complete.
+    scratch_parent = None if files.is_url(destination) else parent
+    with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".converting-") as scratch:
         if destination.endswith(".keras"):
             partial = os.path.join(scratch, MODEL_FILE)
             model.save(partial)
@@ -226,5 +230,10 @@ def save_converted(model, tokenizer, preprocessing, destination):
             model.save(os.path.join(partial, MODEL_FILE))
             tokenizer.save_vocabulary(partial)
             model.preprocessing.save(partial)
-        os.replace(partial, destination)
+        if not files.is_url(destination):
+            os.replace(partial, destination)
+        elif os.path.isdir(partial):
+            files.copy_tree(partial, destination)
+        else:
+            files.copy(partial, destination)
     return destination

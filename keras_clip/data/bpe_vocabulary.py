@@ -10,6 +10,8 @@ import os
 
 from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
 
+from keras_clip import files
+
 START_OF_TEXT = "<|startoftext|>"
 END_OF_TEXT = "<|endoftext|>"
 END_OF_WORD = "</w>"
@@ -44,11 +46,11 @@ def load_openai_vocabulary(path=None):
             keras_clip.
     """
     path = path or SHIPPED_OPENAI_MERGES
-    if not os.path.isfile(path):
+    if not files.isfile(path):
         raise FileNotFoundError(f"No BPE merges file at {path!r}.")
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as file:
-        lines = file.read().split("\n")
+    with files.open(path, "rb") as raw:
+        data = (gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw).read()
+    lines = data.decode("utf-8").split("\n")
     # Line 0 is a version header; the file continues past what CLIP used.
     merges = [line for line in lines[1 : OPENAI_NUM_MERGES + 1]]
     if len(merges) != OPENAI_NUM_MERGES or any(len(m.split(" ")) != 2 for m in merges):
@@ -62,9 +64,9 @@ def load_openai_vocabulary(path=None):
 def load_hf_vocabulary(vocabulary_path, merges_path):
     """`(vocabulary, merges)` from Hugging Face's `vocab.json` and `merges.txt`."""
     try:
-        with open(vocabulary_path, encoding="utf-8") as file:
+        with files.open(vocabulary_path) as file:
             vocabulary = json.load(file)
-        with open(merges_path, encoding="utf-8") as file:
+        with files.open(merges_path) as file:
             merges = [
                 line.rstrip("\n")
                 for line in file

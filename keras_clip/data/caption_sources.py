@@ -6,10 +6,13 @@ reason the pair is unusable, so the writer can count every skip.
 
 import collections
 import csv
+import io
 import json
 import os
 import posixpath
 import tarfile
+
+from keras_clip import files
 
 # A caption table's field may hold this much (the csv module's default
 # limit is 128 KiB, less than a long caption; captions are cut later).
@@ -41,7 +44,7 @@ def read_caption_table(table_path, image_root=None):
     broken JSON) is a counted skip, and a caption that is not UTF-8 is
     skipped later with that reason. A UTF-8 byte-order mark is fine.
     """
-    image_root = image_root or os.path.dirname(os.path.abspath(table_path))
+    image_root = image_root or files.dirname(files.absolute(table_path))
     captions = collections.OrderedDict()
     for number, row, problem in _table_rows(table_path):
         if problem:
@@ -55,7 +58,7 @@ def read_caption_table(table_path, image_root=None):
             yield RawPair(filepath, table_path, None, encoded, "path outside the image folder")
             continue
         try:
-            with open(os.path.join(image_root, filepath), "rb") as file:
+            with files.open(files.join(image_root, filepath), "rb") as file:
                 image = file.read()
         except (OSError, ValueError):  # ValueError: a NUL byte in the path
             yield RawPair(filepath, table_path, None, encoded, "image file missing")
@@ -66,7 +69,8 @@ def read_caption_table(table_path, image_root=None):
 def _table_rows(table_path):
     """`(row number, {"filepath", "caption"} or None, problem or None)` per row."""
     # surrogateescape: a stray latin-1 byte is one row's problem, not the table's.
-    with open(table_path, encoding="utf-8-sig", errors="surrogateescape", newline="") as file:
+    with io.TextIOWrapper(files.open(table_path, "rb"), encoding="utf-8-sig",
+                          errors="surrogateescape", newline="") as file:
         if table_path.endswith(".jsonl"):
             rows = _json_rows(table_path, file)
         else:
@@ -153,10 +157,15 @@ def read_webdataset(tar_paths):
 
 
 def _tar_pairs(tar_path):
+    with files.open(tar_path, "rb") as raw:
+        yield from _archive_pairs(tar_path, raw)
+
+
+def _archive_pairs(tar_path, raw):
     try:
         # ignore_zeros: past a damaged header, look for the next valid one
         # (512-byte blocks) instead of ending the archive there in silence.
-        archive = tarfile.open(tar_path, ignore_zeros=True)
+        archive = tarfile.open(fileobj=raw, ignore_zeros=True)
     except (tarfile.TarError, OSError, EOFError):
         yield RawPair(tar_path, tar_path, None, [], "unreadable tar file")
         return

@@ -1,7 +1,6 @@
 """CLIPTokenizer: CLIP's byte-level BPE as a Keras preprocessing layer."""
 
 import json
-import os
 
 import keras
 import numpy as np
@@ -9,6 +8,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from keras_hub.tokenizers import BytePairTokenizer
 
+from keras_clip import files
 from keras_clip.data import bpe_vocabulary
 from keras_clip.data.bpe_merge import BytePairMerge
 from keras_clip.data.text_cleaning import clean_text
@@ -119,7 +119,7 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
         …) use OpenAI's vocabulary: `CLIPTokenizer.from_openai(
         context_length=model.context_length)`.
         """
-        if not os.path.isdir(preset):
+        if not files.isdir(preset):
             raise ValueError(
                 f"{preset!r} is not a directory with vocab.json and merges.txt. For a "
                 "preset architecture's OpenAI tokenizer use "
@@ -131,10 +131,10 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
 
     def save_vocabulary(self, directory):
         """Writes `vocab.json` and `merges.txt` (Hugging Face's layout) for `from_hf`."""
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as file:
+        files.makedirs(directory)
+        with files.open(files.join(directory, "vocab.json"), "w") as file:
             json.dump(dict(self.vocabulary), file, ensure_ascii=False)
-        with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as file:
+        with files.open(files.join(directory, "merges.txt"), "w") as file:
             file.write("#version: 0.2\n" + "\n".join(self.merges) + "\n")
 
     @classmethod

@@ -22,6 +22,8 @@ from keras_clip.data.dataset_stats import DatasetStats, name_files
 TRIM_MULTIPLE = 16
 # Records decoded eagerly to find the first good one (see `check_delivers`).
 EAGER_PROBE = 16
+# Each file-sharded worker's seed: the run's, plus this times its index.
+WORKER_SEED_STRIDE = 1_000_003
 
 
 def list_shards(file_pattern):
@@ -66,8 +68,9 @@ def expected_records(files):
 def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokenizer=None,
                  shuffle_buffer=2048, seed=None, image_dtype="float32",
                  drop_remainder=True, repeat=False, skip_examples=0,
-                 deterministic=None, input_worker=None, stats=None, trim_token_ids=True,
-                 context_length=None, max_pixels=None, preprocessing=None):
+                 deterministic=None, input_worker=None, input_sharding="files", stats=None,
+                 trim_token_ids=True, context_length=None, max_pixels=None,
+                 preprocessing=None):
     """A `tf.data` pipeline of CLIP batches from keras_clip TFRecords.
 
     Files are read interleaved, shuffled when `training`, decoded and
@@ -82,12 +85,19 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
     files that delivers no example at all (which would otherwise loop
     forever with `repeat`): both raise `ValueError` naming the files and counts.
 
-    With several input workers (MultiWorkerMirroredStrategy, found from
-    the current strategy, or `input_worker`), every worker runs the same
-    seeded stream and keeps every `num_workers`-th example from its own
-    offset, before decoding: the workers' batches then make up exactly the
-    global batch one worker would see, so training matches a single-device
-    run, and each worker decodes only its share.
+    With several input workers (hosts: MultiWorkerMirroredStrategy, found
+    from the current strategy, or `input_worker`), `input_sharding` says
+    how they split the data (`worker_files`):
+
+    - `"files"` (default): worker `i` of `k` reads shards `i, i + k, …` of
+      the sorted list, a `1/k` share of the bytes, with its own seeded
+      stream; over a pass every record is delivered once across workers.
+      Fewer shards than workers is an error. Same-sized shards (as
+      make-tfrecords writes) give every worker the same share.
+    - `"examples"`: every worker reads the same seeded stream and keeps
+      every `k`-th example, before decoding: the workers' batches make up
+      exactly the global batch one worker would see, so training matches a
+      single-device run, at `k` times the reading.
 
     Augmentation and caption choice draw from stateless random ops seeded
     by `(seed, position in the stream)`, so with `deterministic=True` the
@@ -114,6 +124,9 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
             (default: only when not `training`, which is a little faster).
         input_worker: optional `(num_workers, worker_index)`; by default
             taken from the current `tf.distribute` strategy's cluster.
+        input_sharding: `"files"` or `"examples"`: how several input
+            workers split the data (above). `skip_examples` counts the
+            global stream either way.
         stats: optional `DatasetStats` to fill; one is made otherwise and
             attached to the result as `dataset.stats`.
         trim_token_ids: bool. Cut each batch's id columns after its longest
@@ -143,16 +156,24 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
     elif image_size is None:
         raise ValueError("make_dataset needs image_size or a preprocessing record.")
     files = list_shards(file_pattern)
-    single_pass = not repeat and not skip_examples
-    stats = stats or DatasetStats(expected_records(files) if single_pass else None)
     deterministic = (not training) if deterministic is None else deterministic
     seed = random.randrange(2**31) if seed is None else seed
+    if input_sharding not in ("files", "examples"):
+        raise ValueError(f"input_sharding must be 'files' or 'examples', not "
+                         f"{input_sharding!r}.")
     num_workers, worker_index = input_worker or _input_worker()
-    if num_workers > 1 and not deterministic:
+    if num_workers > 1 and input_sharding == "files":
+        files = worker_files(files, num_workers, worker_index)
+        skip_examples = _worker_skip(skip_examples, num_workers)
+        seed = (seed + WORKER_SEED_STRIDE * worker_index) % 2**31
+        num_workers, worker_index = 1, 0  # from here on, this worker's own stream
+    elif num_workers > 1 and not deterministic:
         raise ValueError(
             "Several input workers must see the same stream: pass deterministic=True "
             "and the same seed on every worker."
         )
+    single_pass = not repeat and not skip_examples
+    stats = stats or DatasetStats(expected_records(files) if single_pass else None)
     if tf.executing_eagerly():
         context_length = check_first_records(files, tokenizer, context_length)
     decode = _example_decoder(image_size, training, tokenizer, seed, image_dtype,
@@ -171,6 +192,29 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
                              trim_token_ids, deterministic)
     dataset.stats = stats
     return dataset
+
+
+def worker_files(files, num_workers, worker_index):
+    """Shards `worker_index, worker_index + num_workers, …` of the sorted `files`.
+
+    Raises `ValueError` naming both numbers when there are fewer files
+    than workers (a worker would have nothing to read).
+    """
+    if len(files) < num_workers:
+        raise ValueError(
+            f"{len(files)} TFRecord file(s) for {num_workers} input workers: with "
+            "input_sharding='files' each worker reads its own files, so write at least "
+            f"{num_workers} shards (make-tfrecords --shard-size-mb), or set "
+            "input_sharding='examples' (every worker reads all of them).")
+    return files[worker_index::num_workers]
+
+
+def _worker_skip(skip_examples, num_workers):
+    """A worker's share of `skip_examples` global examples (its own stream)."""
+    if skip_examples % num_workers:
+        raise ValueError(f"skip_examples={skip_examples} does not split evenly over "
+                         f"{num_workers} input workers.")
+    return skip_examples // num_workers
 
 
 def record_stream(files, *, training, seed, repeat, deterministic, shuffle_buffer, damage):
@@ -341,9 +385,11 @@ def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
     """`make_dataset` for a `tf.distribute` strategy, one pipeline per worker.
 
     Built with `strategy.distribute_datasets_from_function`: each input
-    worker makes its own pipeline of per-replica batches, keeping its share
-    of the seeded stream (see `make_dataset`), so a step's replicas together
-    see exactly the `batch_size` examples one device would. (Handing
+    worker (host) makes its own pipeline of per-replica batches from its
+    own files, or, with `input_sharding="examples"`, from its share of the
+    one seeded stream, so that a step's replicas together see exactly the
+    `batch_size` examples one device would (see `make_dataset`). On one
+    host (MirroredStrategy) both are the one-device order. (Handing
     `make_dataset`'s result to `fit` under a strategy works too, but
     TensorFlow's rebatching rewrite re-seeds the shuffle: a valid order, not
     the single-device one.) Pass the result to `model.fit`.

@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 
+from keras_clip import files
 from keras_clip.preprocessing import PREPROCESSING_FILE
 
 OPENAI = "openai"
@@ -34,19 +35,20 @@ def tokenizer_files(spec):
     spec = os.fspath(spec)
     if spec == OPENAI:
         return OPENAI, None
-    if os.path.isdir(spec):
-        files = tuple(os.path.join(spec, name) for name in (VOCABULARY_FILE, MERGES_FILE))
-        missing = [os.path.basename(path) for path in files if not os.path.isfile(path)]
+    if files.isdir(spec):
+        paths = tuple(files.join(spec, name) for name in (VOCABULARY_FILE, MERGES_FILE))
+        missing = [name for name, path in zip((VOCABULARY_FILE, MERGES_FILE), paths)
+                   if not files.isfile(path)]
         if missing:
             raise FileNotFoundError(
                 f"tokenizer directory {spec!r} has no {' or '.join(missing)} (expected "
                 f"the {VOCABULARY_FILE} and {MERGES_FILE} that train-tokenizer writes).")
-        return "hf", files
-    if not os.path.isfile(spec):
+        return "hf", paths
+    if not files.isfile(spec):
         raise FileNotFoundError(f"no tokenizer at {spec!r}: expected {HELP}.")
     if os.path.basename(spec) == MERGES_FILE or _first_line(spec).startswith("#version"):
-        beside = os.path.join(os.path.dirname(spec), VOCABULARY_FILE)  # Hugging Face's layout
-        if not os.path.isfile(beside):
+        beside = files.join(files.dirname(spec), VOCABULARY_FILE)  # Hugging Face's layout
+        if not files.isfile(beside):
             raise FileNotFoundError(
                 f"{spec} is a Hugging Face merges file: it needs the {VOCABULARY_FILE} "
                 "written with it, beside it (or pass their folder).")
@@ -55,20 +57,20 @@ def tokenizer_files(spec):
 
 
 def _first_line(path):
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as file:
-            return file.readline(256)
-    except OSError:  # not gzip after all: the reader says what is wrong
+        with files.open(path, "rb") as raw:
+            head = (gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw).read(1024)
+    except (OSError, EOFError):  # not gzip after all: the reader says what is wrong
         return ""
+    return head.decode("utf-8", errors="replace").partition("\n")[0][:256]
 
 
 def saved_context_length(spec):
     """The context length a tokenizer directory records, or None."""
-    settings = os.path.join(os.fspath(spec), PREPROCESSING_FILE)
-    if not os.path.isfile(settings):
+    settings = files.join(os.fspath(spec), PREPROCESSING_FILE)
+    if not files.isfile(settings):
         return None
-    with open(settings, encoding="utf-8") as file:
+    with files.open(settings) as file:
         try:
             return json.load(file).get("context_length")
         except (ValueError, AttributeError):
@@ -90,12 +92,12 @@ def load_tokenizer(spec=OPENAI, context_length=None):
     """
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
 
-    kind, files = tokenizer_files(spec)
+    kind, paths = tokenizer_files(spec)
     if context_length is None:
-        context_length = (saved_context_length(spec) if os.path.isdir(spec) else None) or 77
+        context_length = (saved_context_length(spec) if files.isdir(spec) else None) or 77
     if kind == OPENAI:
-        return CLIPTokenizer.from_openai(files, context_length=context_length)
-    return CLIPTokenizer.from_hf(*files, context_length=context_length)
+        return CLIPTokenizer.from_openai(paths, context_length=context_length)
+    return CLIPTokenizer.from_hf(*paths, context_length=context_length)
 
 
 def check_fits(tokenizer, model, spec):
@@ -114,10 +116,10 @@ def saved_tokenizer_near(model_path):
     `train` and `convert` save the tokenizer beside `model.keras`; a
     checkpoint (`run/checkpoints/step-N.keras`) finds its run's.
     """
-    path = os.path.abspath(os.fspath(model_path))
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    for candidate in (folder, os.path.dirname(folder)):
-        if all(os.path.isfile(os.path.join(candidate, name))
+    path = files.absolute(model_path).rstrip("/")
+    folder = path if files.isdir(path) else files.dirname(path)
+    for candidate in (folder, files.dirname(folder)):
+        if all(files.isfile(files.join(candidate, name))
                for name in (VOCABULARY_FILE, MERGES_FILE)):
             return candidate
     return None

@@ -5,6 +5,7 @@ import os
 
 import tensorflow as tf
 
+from keras_clip import files
 from keras_clip.data import image_ops
 from keras_clip.data.dataset import DatasetStats
 from keras_clip.preprocessing import CLIP_MEAN, CLIP_STD
@@ -28,24 +29,24 @@ def read_image_folder(root):
     still knows it) and is reported in `empty_classes`; a folder with no
     image at all is an error.
     """
-    if not os.path.isdir(root):
+    if not files.isdir(root):
         raise FileNotFoundError(f"No image folder at {root!r}.")
-    folders = sorted(d for d in os.listdir(root)
-                     if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    folders = sorted(d for d in files.listdir(root)
+                     if files.isdir(files.join(root, d)) and not d.startswith("."))
     if not folders:
         raise ValueError(f"{root!r} has no class sub-folders (expected root/<class>/<image>).")
     paths, labels, empty, ignored = [], [], [], collections.Counter()
     for label, folder in enumerate(folders):
-        names = sorted(f for f in os.listdir(os.path.join(root, folder))
+        names = sorted(f for f in files.listdir(files.join(root, folder))
                        if not f.startswith(".")
-                       and os.path.isfile(os.path.join(root, folder, f)))
-        files = [f for f in names if f.lower().endswith(IMAGE_SUFFIXES)]
+                       and files.isfile(files.join(root, folder, f)))
+        images = [f for f in names if f.lower().endswith(IMAGE_SUFFIXES)]
         ignored.update(os.path.splitext(f)[1].lower() or "(no extension)"
-                       for f in names if f not in files)
-        if not files:
+                       for f in names if f not in images)
+        if not images:
             empty.append(folder.replace("_", " "))
-        paths += [os.path.join(root, folder, f) for f in files]
-        labels += [label] * len(files)
+        paths += [files.join(root, folder, f) for f in images]
+        labels += [label] * len(images)
     if not paths:
         found = f" (only {dict(ignored)})" if ignored else ""
         raise ValueError(f"{root!r} holds no images of {', '.join(IMAGE_SUFFIXES)} in its "

@@ -2,7 +2,7 @@
 
 Run with `KERAS_BACKEND=tensorflow` by `export_saved_model` on other backends;
 SCRATCH holds `model.keras`, the tokenizer's `vocab.json`/`merges.txt`, and
-`request.json` (directory, version, class names, templates, jit_compile).
+`request.json` (the local path to write, class names, templates, jit_compile).
 """
 
 import json
@@ -11,7 +11,7 @@ import sys
 
 if __name__ == "__main__":
     from keras_clip.data.clip_tokenizer import CLIPTokenizer
-    from keras_clip.export.saved_model import export_saved_model
+    from keras_clip.export.saved_model import write_saved_model
     from keras_clip.models.loading import read_model
 
     scratch = sys.argv[1]
@@ -22,6 +22,5 @@ if __name__ == "__main__":
     tokenizer = CLIPTokenizer.from_hf(os.path.join(scratch, "vocab.json"),
                                       os.path.join(scratch, "merges.txt"),
                                       context_length=request["context_length"])
-    export_saved_model(model, tokenizer, request["directory"], version=request["version"],
-                       class_names=request["class_names"], templates=request["templates"],
-                       jit_compile=request["jit_compile"])
+    write_saved_model(model, tokenizer, request["path"], class_names=request["class_names"],
+                      templates=request["templates"], jit_compile=request["jit_compile"])

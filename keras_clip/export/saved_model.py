@@ -1,19 +1,23 @@
 """`export_saved_model`: a CLIP model as a TF Serving SavedModel, from any backend."""
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 
 import keras
 
+from keras_clip import files
 from keras_clip.evaluation.zero_shot import TEMPLATES
+
+# Written last when publishing, so a server polling the version directory
+# finds no model until every other file of it is there.
+SAVED_MODEL_PB = "saved_model.pb"
 
 
 def next_version_dir(directory, version=None):
     """`directory/<version>`: the next integer by default; never an existing one."""
-    entries = os.listdir(directory) if os.path.isdir(directory) else []
+    entries = files.listdir(directory) if files.isdir(directory) else []
     visible = [e for e in entries if not e.startswith(".")]
     versions = [int(e) for e in visible if e.isdigit()]
     if len(versions) != len(visible):
@@ -23,8 +27,8 @@ def next_version_dir(directory, version=None):
             "an empty directory or one holding only numbered versions."
         )
     version = (max(versions, default=0) + 1) if version is None else int(version)
-    path = os.path.join(directory, str(version))
-    if os.path.exists(path):
+    path = files.join(directory, str(version))
+    if files.exists(path):
         raise FileExistsError(f"Version {version} already exists at {path!r}; not overwriting.")
     return path
 
@@ -49,11 +53,31 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
     On JAX and PyTorch the model is saved as `.keras` and exported by a
     TensorFlow-backend subprocess: `.keras` weights load on any backend, and
     only TensorFlow writes SavedModels with string preprocessing inside.
+
+    `directory` may be on any filesystem TensorFlow knows (`gs://…`). The
+    SavedModel is built in a local scratch folder, audited, and only then
+    published as `directory/<version>` (`publish`): a half-written export
+    never appears under a version number.
     """
     path = next_version_dir(directory, version)
-    if keras.backend.backend() != "tensorflow":
-        return _export_in_subprocess(model, tokenizer, directory, path, class_names, templates,
-                                     jit_compile)
+    files.makedirs(directory)
+    # Locally the scratch folder sits in `directory` (hidden from TF Serving
+    # by its dot), so publishing is one rename on one filesystem.
+    scratch_parent = None if files.is_url(directory) else directory
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=scratch_parent) as scratch:
+        built = os.path.join(scratch, "saved_model")
+        request = dict(class_names=class_names, templates=list(templates),
+                       jit_compile=jit_compile)
+        if keras.backend.backend() == "tensorflow":
+            write_saved_model(model, tokenizer, built, **request)
+        else:
+            _export_in_subprocess(model, tokenizer, built, request, scratch)
+        publish(built, path)
+    return path
+
+
+def write_saved_model(model, tokenizer, path, *, class_names, templates, jit_compile):
+    """The TensorFlow side of `export_saved_model`: writes and audits local `path`."""
     import tensorflow as tf
 
     from keras_clip.export import op_audit
@@ -66,36 +90,45 @@ def export_saved_model(model, tokenizer, directory, *, version=None, class_names
 
         classifier = zero_shot_classifier(model, tokenizer, list(class_names), templates)
     module = ServingModule(model, tokenizer, class_names, classifier, jit_compile=jit_compile)
-    partial = tempfile.mkdtemp(dir=directory if os.path.isdir(directory) else None)
-    try:
-        # Heads-first attention is the graph executor's faster layout; XLA
-        # runs keras' dot_product_attention faster.
-        with heads_first_attention(model, not jit_compile):
-            tf.saved_model.save(module, partial, signatures=module.signatures())
-        op_audit.audit(os.path.join(partial, "saved_model.pb"))
-        os.makedirs(directory, exist_ok=True)
-        os.replace(partial, path)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return path
+    # Heads-first attention is the graph executor's faster layout; XLA runs
+    # keras' dot_product_attention faster.
+    with heads_first_attention(model, not jit_compile):
+        tf.saved_model.save(module, path, signatures=module.signatures())
+    op_audit.audit(os.path.join(path, SAVED_MODEL_PB))
 
 
-def _export_in_subprocess(model, tokenizer, directory, path, class_names, templates,
-                          jit_compile):
+def publish(built, path):
+    """Moves local SavedModel folder `built` to `path`, `saved_model.pb` last.
+
+    Locally one rename. On an object store (no atomic folder rename), the
+    variables and assets are copied first and `saved_model.pb` last: TF
+    Serving loads a version only once its `saved_model.pb` is there.
+    """
+    if not files.is_url(path):
+        os.replace(built, path)
+        return
+    last = os.path.join(built, SAVED_MODEL_PB)
+    for folder, _, names in os.walk(built):
+        relative = os.path.relpath(folder, built)
+        target = path if relative == "." else files.join(path, *relative.split(os.sep))
+        files.makedirs(target)
+        for name in names:
+            if os.path.join(folder, name) != last:
+                files.copy(os.path.join(folder, name), files.join(target, name))
+    files.copy(last, files.join(path, SAVED_MODEL_PB))
+
+
+def _export_in_subprocess(model, tokenizer, path, request, scratch):
     import json
 
-    with tempfile.TemporaryDirectory() as scratch:
-        model.save(os.path.join(scratch, "model.keras"))
-        tokenizer.save_vocabulary(scratch)
-        with open(os.path.join(scratch, "request.json"), "w") as file:
-            json.dump({"directory": directory, "version": os.path.basename(path),
-                       "class_names": class_names, "templates": list(templates),
-                       "context_length": tokenizer.context_length,
-                       "jit_compile": jit_compile}, file)
-        result = subprocess.run(
-            [sys.executable, "-m", "keras_clip.export.export_worker", scratch],
-            env=dict(os.environ, KERAS_BACKEND="tensorflow"), capture_output=True, text=True)
+    model.save(os.path.join(scratch, "model.keras"))
+    tokenizer.save_vocabulary(scratch)
+    with open(os.path.join(scratch, "request.json"), "w") as file:
+        json.dump({"path": path, "context_length": tokenizer.context_length, **request},
+                  file)
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_clip.export.export_worker", scratch],
+        env=dict(os.environ, KERAS_BACKEND="tensorflow"), capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(
             f"Export through the TensorFlow backend failed:\n{result.stderr[-4000:]}")
-    return path

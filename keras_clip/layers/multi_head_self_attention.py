@@ -26,6 +26,27 @@ def heads_first_attention(model, enabled=True):
             layer.heads_first = value
 
 
+def flash_attention():
+    """`dot_product_attention`'s `flash_attention`: off on TPUs, else Keras' choice.
+
+    On a TPU, Keras (3.15) picks its Pallas splash-attention kernel by
+    itself, which fails under `DataParallel` on TPU pods and on Colab's
+    v2-8 (keras-team/keras#21116) and ignores
+    `keras.config.disable_flash_attention()`; XLA's own attention is
+    reliable there, and CLIP's sequences (50–577 tokens) are short. Elsewhere
+    Keras uses a fused kernel when the inputs allow (cuDNN on recent GPUs),
+    unless disabled with `keras.config.disable_flash_attention()`.
+    """
+    if keras.config.is_flash_attention_enabled() is False:
+        return False
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.devices()[0].platform == "tpu":
+            return False
+    return None
+
+
 @keras.saving.register_keras_serializable(package="keras_clip")
 class MultiHeadSelfAttention(keras.layers.Layer):
     """Self-attention as CLIP's towers use it.
@@ -106,7 +127,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             x = self._heads_first_attention(qkv)
         else:
             query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, T, H, D)
-            x = ops.dot_product_attention(query, key, value, is_causal=self.causal)
+            x = ops.dot_product_attention(query, key, value, is_causal=self.causal,
+                                          flash_attention=flash_attention())
         x = ops.reshape(x, (batch, length, self.hidden_dim))  # (B, T, width)
         return self.out_proj(x)
 

@@ -7,10 +7,11 @@ def gather_across_replicas(image_embeddings, text_embeddings):
     """Both embeddings from every replica, with this replica's place among them.
 
     Returns `(all_image, all_text, row_offset, num_replicas)`. Under a
-    `tf.distribute` strategy each replica holds a slice of the batch, so the
-    embeddings are all-gathered (gradients flow back through the gather);
-    everywhere else (one device; JAX `keras.distribution`, where the step
-    already sees the global, sharded batch) they are returned as they are.
+    `tf.distribute` strategy each replica holds a slice of the batch, and
+    under `torch.distributed` each process does, so the embeddings are
+    all-gathered (gradients flow back through the gather); everywhere else
+    (one device; JAX `keras.distribution`, where the step already sees the
+    global, sharded batch) they are returned as they are.
     """
     if keras.backend.backend() == "tensorflow":
         # Only the TensorFlow backend runs tf.distribute strategies; the
@@ -18,6 +19,12 @@ def gather_across_replicas(image_embeddings, text_embeddings):
         from keras_clip.losses import tf_replica
 
         gathered = tf_replica.all_gather(image_embeddings, text_embeddings)
+        if gathered is not None:
+            return gathered
+    if keras.backend.backend() == "torch":
+        from keras_clip.losses import torch_replica
+
+        gathered = torch_replica.all_gather(image_embeddings, text_embeddings)
         if gathered is not None:
             return gathered
     return image_embeddings, text_embeddings, 0, 1

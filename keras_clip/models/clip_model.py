@@ -197,6 +197,19 @@ class CLIPModel(keras.Model):
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
 
+    def train_step(self, *arguments):
+        # Keras' own step (`(data)`, or `(state, data)` on JAX), except on
+        # PyTorch under torch.distributed, where the gradients must be
+        # summed over the processes.
+        if keras.backend.backend() == "torch":
+            from keras_clip.losses.torch_replica import world_size
+
+            if world_size() > 1:
+                from keras_clip.models import torch_data_parallel
+
+                return torch_data_parallel.train_step(self, *arguments)
+        return super().train_step(*arguments)
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):

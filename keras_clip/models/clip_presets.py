@@ -9,6 +9,7 @@ registered in `TOWERS`.
 
 import os
 
+from keras_clip import files
 from keras_clip.models.bag_of_words_encoder import BagOfWordsEncoder
 from keras_clip.models.convnext_encoder import ConvNeXtEncoder
 from keras_clip.models.modified_resnet import ModifiedResNet
@@ -169,7 +170,7 @@ def resolve(preset):
     if preset in PRESETS:
         return "architecture", PRESETS[preset]
     path = os.fspath(preset)
-    if path.endswith(".keras") or os.path.isdir(path):
+    if path.endswith(".keras") or files.isdir(path):
         return "saved", path
     raise ValueError(
         f"Unknown CLIP preset {preset!r}. Available presets: {', '.join(PRESETS)}; or "

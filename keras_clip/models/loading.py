@@ -5,6 +5,7 @@ import zipfile
 
 import keras
 
+from keras_clip import files
 from keras_clip.preprocessing import Preprocessing
 
 MODEL_FILE = "model.keras"
@@ -23,16 +24,18 @@ def read_model(path, compile=True):
     """
     path = os.fspath(path)
     record = None
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, MODEL_FILE)):
+    if files.isdir(path):
+        if not files.isfile(files.join(path, MODEL_FILE)):
             raise FileNotFoundError(
                 f"{path!r} is a directory without {MODEL_FILE}: not a keras_clip "
                 "preset directory.")
         record = Preprocessing.load(path)
-        path = os.path.join(path, MODEL_FILE)
-    if not os.path.isfile(path):
+        path = files.join(path, MODEL_FILE)
+    if not files.isfile(path):
         raise FileNotFoundError(f"No model file at {path!r}.")
-    if not zipfile.is_zipfile(path):
+    with files.open(path, "rb") as file:
+        is_zip = zipfile.is_zipfile(file)
+    if not is_zip:
         raise ValueError(
             f"{path!r} is not a .keras model (a .keras file is a zip archive; this "
             "one is damaged or something else).")

@@ -1,30 +1,22 @@
 """Checkpointer: saves every N steps, resumes after a crash, stops on time."""
 
 import json
-import os
 
 import keras
+
+from keras_clip import files
 
 LATEST = "latest.json"
 
 
 def latest_checkpoint(directory):
     """`(step, path)` of the newest complete checkpoint in `directory`, or None."""
-    try:
-        with open(os.path.join(directory, LATEST)) as file:
-            latest = json.load(file)
-    except FileNotFoundError:
+    path = files.join(directory, LATEST)
+    if not files.exists(path):
         return None
-    return latest["step"], os.path.join(directory, latest["file"])
-
-
-def _atomic_json(path, value):
-    partial = path + ".partial"
-    with open(partial, "w") as file:
-        json.dump(value, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
+    with files.open(path) as file:
+        latest = json.load(file)
+    return latest["step"], files.join(directory, latest["file"])
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -70,12 +62,14 @@ class Checkpointer(keras.callbacks.Callback):
 
     def save(self):
         self.saved_step = self.step
-        os.makedirs(self.directory, exist_ok=True)
+        files.makedirs(self.directory)
         name = f"step-{self.step:09d}.keras"
-        partial = os.path.join(self.directory, "partial.keras")
+        partial = files.join(self.directory, "partial.keras")
+        files.clear_for_writing(partial)  # left by a killed save
         self.model.save(partial)
-        os.replace(partial, os.path.join(self.directory, name))
-        _atomic_json(os.path.join(self.directory, LATEST), {"step": self.step, "file": name})
-        saved = sorted(f for f in os.listdir(self.directory) if f.startswith("step-"))
+        files.replace(partial, files.join(self.directory, name))
+        files.write_atomically(files.join(self.directory, LATEST),
+                               json.dumps({"step": self.step, "file": name}))
+        saved = sorted(f for f in files.listdir(self.directory) if f.startswith("step-"))
         for old in saved[: -self.keep]:
-            os.remove(os.path.join(self.directory, old))
+            files.remove(files.join(self.directory, old))

@@ -9,14 +9,15 @@ values, and data patterns that match no file.
 import dataclasses
 import json
 import math
-import os
 import textwrap
 import typing
 
+from keras_clip import files
 from keras_clip.data import tokenizer_spec
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker", "tpu", "data_parallel")
+INPUT_SHARDINGS = ("files", "examples")
 
 
 # What `recipe` sets when a key is left unset. "paper": Radford et al.'s
@@ -81,6 +82,10 @@ class TrainConfig:
     seed: int = _key(0, "seed of shuffling, augmentation and initial weights")
     deterministic: bool = _key(True, "input order independent of thread timing "
                                "(exact resumption needs it)")
+    input_sharding: str = _key(
+        "files", "with several input workers (hosts): 'files', each reads its own "
+        "shards; 'examples', each reads all and keeps its share (a one-device run's "
+        "order, k times the reading)")
     # Optimizer: AdamW, decoupled decay on weights only; warm-up then cosine.
     recipe: str = _key("paper", "defaults of unset optimizer keys: 'paper' "
                        "(lr 5e-4, decay 0.2) or 'small' (lr 2e-3, decay 0.1)")
@@ -114,6 +119,15 @@ class TrainConfig:
     precision: str = _key("float32", "float32, mixed_bfloat16 or mixed_float16")
     distribution: str = _key("auto", "auto, none, mirrored, multi_worker, tpu or "
                              "data_parallel")
+    coordinator_address: typing.Optional[str] = _key(
+        None, "JAX on several hosts: process 0's host:port (default: "
+        "$KERAS_DISTRIBUTION_JOB_ADDRESSES; a TPU pod slice needs none)")
+    num_processes: typing.Optional[int] = _key(
+        None, "JAX on several hosts: how many processes (default: "
+        "$KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    process_id: typing.Optional[int] = _key(
+        None, "JAX on several hosts: this process's index, 0 writes the files (default: "
+        "$KERAS_DISTRIBUTION_PROCESS_ID)")
     output_dir: str = _key("runs/clip", "where model.keras, its tokenizer, "
                            "config.json, checkpoints/ and logs/ go")
     checkpoint_every: int = _key(500, "steps between checkpoints (and one at the end)")
@@ -160,7 +174,7 @@ class TrainConfig:
         if self.preset is None and self.architecture is None:
             values["preset"] = DEFAULT_PRESET
         saved = self.preset and tokenizer_spec.saved_tokenizer_near(self.preset)
-        if self.tokenizer == tokenizer_spec.OPENAI and saved and os.path.exists(self.preset):
+        if self.tokenizer == tokenizer_spec.OPENAI and saved and files.exists(self.preset):
             values["tokenizer"] = saved
         return dataclasses.replace(self, **values)
 
@@ -194,7 +208,7 @@ def load_config(path=None, overrides=()):
     """
     values = {}
     if path:
-        with open(path, encoding="utf-8") as file:
+        with files.open(path) as file:
             try:
                 values = json.load(file)
             except ValueError as error:  # JSONDecodeError, or bytes that are not UTF-8
@@ -261,6 +275,13 @@ def _value_problems(config):
             yield f"{key} must be in [{least}, {MAX_SIZE}], got {value}"
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
+    if config.num_processes is not None and config.num_processes < 1:
+        yield f"num_processes must be at least 1, got {config.num_processes}"
+    if config.process_id is not None and config.process_id < 0:
+        yield f"process_id must be at least 0, got {config.process_id}"
+    if config.input_sharding not in INPUT_SHARDINGS:
+        yield (f"input_sharding must be one of {', '.join(INPUT_SHARDINGS)}, "
+               f"got {config.input_sharding!r}")
     if config.distribution not in DISTRIBUTIONS:
         yield (f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
                f"got {config.distribution!r}")

@@ -3,19 +3,18 @@
 import dataclasses
 import json
 import math
-import os
-import shutil
 import tempfile
 
 import keras
 
+from keras_clip import files
 from keras_clip.models import clip_presets
 from keras_clip.models.clip_model import CLIPModel
 from keras_clip.models.loading import read_model
 from keras_clip.training import fine_tuning, recipe
 from keras_clip.training.checkpointer import Checkpointer, latest_checkpoint
 from keras_clip.training.config import USED, TrainConfig
-from keras_clip.training.distribution import select_distribution
+from keras_clip.training.distribution import Processes, select_distribution
 from keras_clip.training.progress import StepProgress
 from keras_clip.training.training_state_logger import TrainingStateLogger
 
@@ -54,13 +53,14 @@ def train(config, callbacks=()):
         config = TrainConfig.from_dict(config)
     config.check_data()
     recipe.check_precision_runs_here(config.precision)
-    distribution = select_distribution(config.distribution)
+    distribution = select_distribution(config.distribution, Processes(
+        config.coordinator_address, config.num_processes, config.process_id))
     distribution.check_batch_size(config.batch_size)
     total_steps = _total_steps(config)
     given, config = config, config.resolved(total_steps)
     resumed = None
     if config.resume:
-        resumed = latest_checkpoint(os.path.join(config.output_dir, "checkpoints"))
+        resumed = latest_checkpoint(files.join(config.output_dir, "checkpoints"))
         if resumed:
             _check_continues(config)
     start_step = resumed[0] if resumed else 0
@@ -89,7 +89,7 @@ def train(config, callbacks=()):
                     epochs=math.ceil(total_steps / steps_per_epoch),
                     initial_epoch=start_step // steps_per_epoch,
                     steps_per_epoch=steps_per_epoch,
-                    validation_data=_validation_data(config, model, tokenizer),
+                    validation_data=_validation_data(config, model, tokenizer, distribution),
                     callbacks=callbacks,
                     shuffle=False,  # make_dataset shuffles (seeded, resumable)
                     verbose=0,  # StepProgress counts steps, on terminals and in logs
@@ -100,7 +100,7 @@ def train(config, callbacks=()):
     finally:
         keras.config.set_dtype_policy(previous_policy)
         if write_dir != config.output_dir:
-            shutil.rmtree(write_dir, ignore_errors=True)
+            files.rmtree(write_dir)
     return result
 
 
@@ -110,9 +110,9 @@ def _callbacks(config, write_dir, start_step, total_steps):
         # Before StepProgress, which shows what it adds.
         TrainingStateLogger(config.log_every, start_step, total_steps),
         StepProgress(total_steps, start_step, config.verbose, config.log_every),
-        Checkpointer(os.path.join(write_dir, "checkpoints"), config.checkpoint_every,
+        Checkpointer(files.join(write_dir, "checkpoints"), config.checkpoint_every,
                      total_steps, start_step, config.keep_checkpoints),
-        keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"),
+        keras.callbacks.TensorBoard(files.join(write_dir, "logs"),
                                     update_freq=config.log_every),
     ]
 
@@ -259,17 +259,23 @@ def _training_data(config, model, tokenizer, start_step, distribution):
         preprocessing=model.preprocessing, batch_size=config.batch_size, training=True,
         tokenizer=tokenizer, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
-        deterministic=config.deterministic,
+        deterministic=config.deterministic, input_sharding=config.input_sharding,
         trim_token_ids=model.text_encoder.accepts_trimmed_token_ids,
     )
     if distribution.kind in ("mirrored", "multi_worker", "tpu"):
         return dataset.make_distributed_dataset(
             distribution.engine, config.train_data, **options
         )
+    if distribution.input_worker:  # several processes (JAX, PyTorch): this one's part
+        num_processes = distribution.input_worker[0]
+        options.update(batch_size=config.batch_size // num_processes,
+                       input_worker=distribution.input_worker)
+        if keras.backend.backend() == "jax":  # one global array: one id width
+            options["trim_token_ids"] = False
     return dataset.make_dataset(config.train_data, **options)
 
 
-def _validation_data(config, model, tokenizer):
+def _validation_data(config, model, tokenizer, distribution):
     if not config.validation_data:
         return None
     from keras_clip.data.dataset import expected_records, list_shards, make_dataset
@@ -281,11 +287,20 @@ def _validation_data(config, model, tokenizer):
             f"than one batch of {config.batch_size} (batches are whole): lower batch_size "
             "or give more validation data.")
 
-    return make_dataset(
-        config.validation_data, preprocessing=model.preprocessing,
-        batch_size=config.batch_size, training=False, tokenizer=tokenizer,
-        trim_token_ids=model.text_encoder.accepts_trimmed_token_ids,
-    )
+    if not distribution.input_worker:
+        return make_dataset(config.validation_data, preprocessing=model.preprocessing,
+                            batch_size=config.batch_size, training=False, tokenizer=tokenizer,
+                            trim_token_ids=model.text_encoder.accepts_trimmed_token_ids)
+    # Several processes: each reads the (small) validation set whole and
+    # keeps its slice of every global batch, so all run the same number of
+    # steps (their collectives must meet) and the ids have one width.
+    num_processes, index = distribution.input_worker
+    part = config.batch_size // num_processes
+    batches = make_dataset(config.validation_data, preprocessing=model.preprocessing,
+                           batch_size=config.batch_size, training=False, tokenizer=tokenizer,
+                           trim_token_ids=False)
+    return batches.map(lambda batch: {key: value[index * part:(index + 1) * part]
+                                      for key, value in batch.items()})
 
 
 def _report_skips(dataset, verbose):
@@ -297,7 +312,8 @@ def _report_skips(dataset, verbose):
 
 # Keys a checkpoint can continue under whatever their value.
 RUN_ONLY_KEYS = {"verbose", "log_every", "output_dir", "resume", "keep_checkpoints",
-                 "checkpoint_every", "distribution", "validation_data", "train_data"}
+                 "checkpoint_every", "distribution", "validation_data", "train_data",
+                 "coordinator_address", "num_processes", "process_id"}
 
 
 def _check_continues(config):
@@ -307,12 +323,14 @@ def _check_continues(config):
     the checkpoint; a new `steps` would train the extra steps at learning
     rate 0, a new `image_size` would be ignored.
     """
-    path = os.path.join(config.output_dir, CONFIG_FILE)
-    try:
-        with open(path, encoding="utf-8") as file:
-            used = json.load(file)[USED]
-    except (OSError, ValueError, KeyError, TypeError):
+    path = files.join(config.output_dir, CONFIG_FILE)
+    if not files.exists(path):
         return  # no record to compare with (a run of an older keras_clip)
+    try:
+        with files.open(path) as file:
+            used = json.load(file)[USED]
+    except (ValueError, KeyError, TypeError):
+        return
     for key, value in config.to_dict().items():
         if key in RUN_ONLY_KEYS or value is None or key not in used:
             continue
@@ -326,17 +344,19 @@ def _check_continues(config):
 
 
 def _write_config(record, directory):
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, CONFIG_FILE), "w") as file:
+    files.makedirs(directory)
+    with files.open(files.join(directory, CONFIG_FILE), "w") as file:
         json.dump(record, file, indent=2)
 
 
 def _finish(config, directory, model, start, history, total_steps, distribution):
-    model_path = os.path.join(directory, "model.keras")
+    model_path = files.join(directory, "model.keras")
+    files.clear_for_writing(model_path)
     model.save(model_path)
     wise_ft_path = None
     if start is not None:
-        wise_ft_path = os.path.join(directory, "wise_ft.keras")
+        wise_ft_path = files.join(directory, "wise_ft.keras")
+        files.clear_for_writing(wise_ft_path)
         fine_tuning.wise_ft(start, model, config.wise_ft_alpha).save(wise_ft_path)
     return TrainResult(model, history, total_steps, model_path, wise_ft_path,
                        distribution.kind, distribution.num_replicas)

@@ -91,3 +91,22 @@ def test_config_round_trip():
         hidden_dim=8, num_heads=2, causal=True, in_proj_std=0.1, out_proj_std=0.3
     )
     assert_layer_round_trip(layer, np.ones((2, 3, 8), "float32"))
+
+
+def test_flash_attention_is_off_on_tpus_and_when_disabled(monkeypatch):
+    from keras_clip.layers import multi_head_self_attention as attention
+
+    assert attention.flash_attention() is None  # this CPU: Keras decides
+    keras.config.disable_flash_attention()
+    try:
+        assert attention.flash_attention() is False
+    finally:
+        keras.config.enable_flash_attention()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        class TPU:
+            platform = "tpu"
+
+        monkeypatch.setattr(jax, "devices", lambda *args: [TPU()])
+        assert attention.flash_attention() is False  # keras-team/keras#21116

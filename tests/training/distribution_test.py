@@ -1,9 +1,11 @@
 """train() under each distribution engine equals the single-device run.
 
 Same data, same seed, same global batch of 8: two replicas (MirroredStrategy
-over two logical CPUs; JAX DataParallel over two forced host devices;
-MultiWorkerMirroredStrategy with two worker processes on localhost) must
-end at the single-device weights to 1e-5. Adam's epsilon is set to 1 here:
+over two logical CPUs; JAX DataParallel over two forced host devices) must
+end at the single-device weights to 1e-5. Two hosts (MultiWorkerMirrored
+with two worker processes on localhost; two JAX processes) each read their
+own shard, and must end at the weights of one device fed, each step, both
+workers' batches (`run_distributed --as-workers`). Adam's epsilon is set to 1 here:
 with the default 1e-6, a gradient that is zero up to rounding moves a weight
 by ±lr depending on the order replicas sum in, and that noise, not the
 engines, would dominate the comparison.
@@ -38,18 +40,25 @@ def config(data, output_dir, distribution):
             "distribution": distribution}
 
 
-def run_processes(configs, tmp_path, environments):
-    """Runs `run_distributed` once per (config, environment); returns weights."""
+def run_processes(configs, tmp_path, environments, options=()):
+    """Runs `run_distributed` once per (config, environment); returns weights.
+
+    `options`: `run_distributed`'s; with `--stop-at` no weights are expected.
+    """
     processes = []
     for i, (cfg, env) in enumerate(zip(configs, environments)):
         path = tmp_path / f"config-{i}.json"
         path.write_text(json.dumps(cfg))
+        (tmp_path / f"weights-{i}.npz").unlink(missing_ok=True)
         command = [sys.executable, "-m", "tests.training.run_distributed", str(path),
-                   str(tmp_path / f"weights-{i}.npz")]
+                   str(tmp_path / f"weights-{i}.npz"), *map(str, options)]
         full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
         processes.append(subprocess.Popen(command, cwd=ROOT, env=full_env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = [p.communicate(timeout=600)[0] for p in processes]
+    if "--stop-at" in options:
+        assert all(p.returncode == 0 for p in processes), outputs[0][-3000:]
+        return None, outputs
     weights = []
     for i, output in enumerate(outputs):
         path = tmp_path / f"weights-{i}.npz"
@@ -109,7 +118,8 @@ def free_ports(count):
 
 @pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute runs on TensorFlow")
-def test_two_workers_on_localhost_match_one_device(data, tmp_path):
+def test_two_workers_on_localhost_train_as_one_fed_their_global_batches(data, tmp_path):
+    """Each worker reads its own shard; one process fed both workers' batches agrees."""
     workers = [f"localhost:{port}" for port in free_ports(2)]
     environments = [{"KERAS_BACKEND": "tensorflow", "TF_CONFIG": json.dumps(
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})}
@@ -118,8 +128,109 @@ def test_two_workers_on_localhost_match_one_device(data, tmp_path):
     (chief, other), outputs = run_processes([multi, multi], tmp_path, environments)
     assert "trained with multi_worker over 2 replicas" in outputs[0]
     (single,), _ = run_processes([config(data, tmp_path / "single", "none")], tmp_path,
-                                 [{"KERAS_BACKEND": "tensorflow"}])
+                                 [{"KERAS_BACKEND": "tensorflow"}], ["--as-workers", 2])
     assert_same_training(single, chief)
     assert max_difference(chief, other) == 0.0
     # Only the chief's files land in output_dir.
+    assert os.path.exists(tmp_path / "multi" / "model.keras")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "jax", reason="multi-process JAX")
+def test_two_jax_processes_train_as_one_fed_their_global_batches(data, tmp_path):
+    """Two processes on localhost (gloo), each reading its own shard.
+
+    Killed after step 3 (checkpoint at 2) and resumed to step 4, they end
+    at the weights of one process fed, each step, both processes' batches.
+    """
+    multi = {**config(data, tmp_path / "multi", "auto"), "steps": 4, "checkpoint_every": 2}
+    environment = {"KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+                   "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+
+    def processes():  # the settings README's "Scaling out" passes with --set
+        address = f"localhost:{free_ports(1)[0]}"
+        return [{**multi, "coordinator_address": address, "num_processes": 2,
+                 "process_id": index} for index in range(2)]
+
+    run_processes(processes(), tmp_path, [environment] * 2, ["--stop-at", 3])
+    checkpoints = tmp_path / "multi" / "checkpoints"
+    assert sorted(os.listdir(checkpoints)) == ["latest.json", "step-000000002.keras"]
+    (chief, other), outputs = run_processes(processes(), tmp_path, [environment] * 2)
+    assert "trained with data_parallel over 2 replicas" in outputs[0]
+    single = {**multi, "output_dir": str(tmp_path / "single"), "distribution": "none"}
+    (reference,), _ = run_processes([single], tmp_path, [{"KERAS_BACKEND": "jax"}],
+                                    ["--as-workers", 2])
+    assert_same_training(reference, chief)
+    assert max_difference(chief, other) == 0.0
+    # Only process 0 writes into output_dir: one TensorBoard file per run.
+    events = [name for _, _, names in os.walk(tmp_path / "multi" / "logs")
+              for name in names]
+    assert len(events) == 2, events  # train/ of the killed run and of the resumed one
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's TPU path")
+@pytest.mark.parametrize("name", ["auto", "tpu"])
+def test_a_tpu_without_tensorflow_tpu_stops_at_once_pointing_to_jax(name, monkeypatch):
+    from keras_clip.training import distribution
+
+    monkeypatch.setenv("TPU_NAME", "local")  # what a TPU VM sets
+    monkeypatch.setattr(distribution, "_tensorflow_runs_tpus", lambda version: False)
+    with pytest.raises(ValueError, match="not a TPU build.*JAX backend") as error:
+        distribution.select_distribution(name)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's TPU path")
+def test_distribution_tpu_without_a_tpu_says_so(monkeypatch):
+    from keras_clip.training import distribution
+
+    for variable in ("TPU_NAME", "COLAB_TPU_ADDR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(distribution, "_safe_listdir", lambda path: [])
+    with pytest.raises(ValueError, match="has no TPU"):
+        distribution.select_distribution("tpu")
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="multi-process JAX")
+def test_jax_processes_join_from_settings_or_a_pod_slice(monkeypatch):
+    from keras_clip.training.distribution import Processes, join_jax_processes
+
+    calls = []
+    monkeypatch.setattr(keras.distribution, "initialize", lambda *args: calls.append(args))
+    for variable in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                     "KERAS_DISTRIBUTION_PROCESS_ID", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(variable, raising=False)
+    assert not join_jax_processes(Processes())  # one process: nothing to join
+    assert not join_jax_processes(Processes(num_processes=1))
+    with pytest.raises(ValueError, match="coordinator_address, process_id not set"):
+        join_jax_processes(Processes(num_processes=2))
+    with pytest.raises(ValueError, match="process_id=2 is not one of the 2 processes"):
+        join_jax_processes(Processes("host:1234", 2, 2))
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "host:1234")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "4")
+    assert join_jax_processes(Processes(process_id=3))  # the rest from the environment
+    assert calls == [("host:1234", 4, 3)]
+    for variable in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES"):
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1v-0,t1v-1")  # a pod slice: JAX finds all
+    assert join_jax_processes(Processes())
+    assert calls[-1] == (None, None, None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "torch", reason="torch.distributed")
+def test_two_torch_processes_train_as_one_fed_their_global_batches(data, tmp_path):
+    """Two processes on localhost (gloo), as torchrun starts them, each with its shard."""
+    multi = config(data, tmp_path / "multi", "data_parallel")
+    port = free_ports(1)[0]
+    environments = [{"KERAS_BACKEND": "torch", "MASTER_ADDR": "localhost",
+                     "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank),
+                     "LOCAL_RANK": str(rank)} for rank in range(2)]
+    (chief, other), outputs = run_processes([multi, multi], tmp_path, environments)
+    assert "trained with data_parallel over 2 replicas" in outputs[0]
+    single = config(data, tmp_path / "single", "none")
+    (reference,), _ = run_processes([single], tmp_path, [{"KERAS_BACKEND": "torch"}],
+                                    ["--as-workers", 2])
+    assert_same_training(reference, chief)
+    assert max_difference(chief, other) == 0.0
     assert os.path.exists(tmp_path / "multi" / "model.keras")
