@@ -11,7 +11,10 @@ from keras_hub.tokenizers import BytePairTokenizer
 from keras_clip import files
 from keras_clip.data import bpe_vocabulary
 from keras_clip.data.bpe_merge import BytePairMerge
+from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
 from keras_clip.data.text_cleaning import clean_text
+
+keep_tensorflow_on_the_host()  # before TensorFlow's first op
 
 # Python's str.split() whitespace, spelled for RE2 (whose \s is ASCII only).
 WHITESPACE = r"[\t\n\x{0b}\f\r\x{1c}-\x{1f}\x{85}\p{Z}]+"

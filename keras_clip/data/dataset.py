@@ -17,6 +17,9 @@ import tensorflow as tf
 from keras_clip.data import image_ops, record_reader, tfrecord_schema
 from keras_clip.data.dataset_checks import check_first_records, first_line
 from keras_clip.data.dataset_stats import DatasetStats, name_files
+from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
+
+keep_tensorflow_on_the_host()  # before TensorFlow's first op
 
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
@@ -162,6 +165,9 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
         raise ValueError(f"input_sharding must be 'files' or 'examples', not "
                          f"{input_sharding!r}.")
     num_workers, worker_index = input_worker or _input_worker()
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f"input_worker=({num_workers}, {worker_index}): the index must be "
+                         f"0 to {num_workers - 1}.")
     if num_workers > 1 and input_sharding == "files":
         files = worker_files(files, num_workers, worker_index)
         skip_examples = _worker_skip(skip_examples, num_workers)

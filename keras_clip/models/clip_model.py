@@ -197,18 +197,16 @@ class CLIPModel(keras.Model):
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
 
+    # Keras' own steps (`(data)`, or `(state, data)` on JAX), except on
+    # PyTorch under torch.distributed, where the gradients must be summed
+    # over the processes and the logged loss is the global batch's.
     def train_step(self, *arguments):
-        # Keras' own step (`(data)`, or `(state, data)` on JAX), except on
-        # PyTorch under torch.distributed, where the gradients must be
-        # summed over the processes.
-        if keras.backend.backend() == "torch":
-            from keras_clip.losses.torch_replica import world_size
+        steps = _torch_data_parallel()
+        return steps.train_step(self, *arguments) if steps else super().train_step(*arguments)
 
-            if world_size() > 1:
-                from keras_clip.models import torch_data_parallel
-
-                return torch_data_parallel.train_step(self, *arguments)
-        return super().train_step(*arguments)
+    def test_step(self, *arguments):
+        steps = _torch_data_parallel()
+        return steps.test_step(self, *arguments) if steps else super().test_step(*arguments)
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -277,3 +275,16 @@ def _with_0_1_arguments(objective, kwargs):
             f"objective instead of objective={objective!r}."
         )
     return ContrastiveObjective(**legacy)
+
+
+def _torch_data_parallel():
+    """`models/torch_data_parallel` in a torch.distributed run of several processes."""
+    if keras.backend.backend() != "torch":
+        return None
+    from keras_clip.losses.torch_replica import world_size
+
+    if world_size() == 1:
+        return None
+    from keras_clip.models import torch_data_parallel
+
+    return torch_data_parallel

@@ -8,7 +8,9 @@ global mean's share: `CLIPModel.compute_loss` divides by the number of
 processes, and the contrastive loss gathers every process's embeddings),
 and BatchNorm statistics are taken from process 0 after each step. So
 every process applies the same update to the same weights, and the run
-trains as one device fed the global batch would.
+trains as one device fed the global batch would (but for BatchNorm, which
+normalises each process's own part of the batch, as under tf.distribute).
+The reported loss, in training and validation, is the global batch's.
 """
 
 import keras
@@ -23,10 +25,7 @@ def train_step(model, data):
     model.zero_grad()
     loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                               training=True)
-    reported = loss.detach().clone()
-    dist.all_reduce(reported)  # the shares add up to the global batch's loss
-    batch = next(value for value in keras.tree.flatten(x) if value is not None).shape[0]
-    model._loss_tracker.update_state(reported, sample_weight=batch * dist.get_world_size())
+    track_global_loss(model, loss, x)
     loss = model.optimizer.scale_loss(loss)
     weights = model.trainable_weights[:]
     loss.backward()
@@ -40,6 +39,24 @@ def train_step(model, data):
     for value in statistics:
         dist.broadcast(value.data, src=0)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def test_step(model, data):
+    """Validation on this process's part of the batch; the loss is the global one."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    y_pred = model(x, training=False)
+    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                              training=False)
+    track_global_loss(model, loss, x)
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def track_global_loss(model, loss, x):
+    """Logs the global batch's loss: the processes' shares of it, summed."""
+    reported = loss.detach().clone()
+    dist.all_reduce(reported)
+    batch = next(value for value in keras.tree.flatten(x) if value is not None).shape[0]
+    model._loss_tracker.update_state(reported, sample_weight=batch * dist.get_world_size())
 
 
 def sum_over_processes(tensors):

@@ -34,9 +34,11 @@ class Distribution:
     num_replicas: int
     engine: object = None  # a tf.distribute.Strategy or keras Distribution
     is_chief: bool = True
-    # A multi-process JAX run: `(num_processes, process_id)`; each process
-    # feeds its own devices from its own files.
+    # A multi-process JAX or PyTorch run: `(num_processes, process_id)`;
+    # each process feeds its own devices from its own files.
     input_worker: tuple = None
+    # Input pipelines (hosts or processes) that split the data between them.
+    input_workers: int = 1
 
     @contextlib.contextmanager
     def scope(self):
@@ -165,7 +167,7 @@ def _jax_data_parallel():
     # Each process hands Keras its own part of the global batch.
     engine = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     return Distribution("data_parallel", len(devices), engine, jax.process_index() == 0,
-                        input_worker=(processes, jax.process_index()))
+                        input_worker=(processes, jax.process_index()), input_workers=processes)
 
 
 def _torch_processes(name):
@@ -187,7 +189,7 @@ def _torch_processes(name):
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank()
     return Distribution("data_parallel", world_size, is_chief=rank == 0,
-                        input_worker=(world_size, rank))
+                        input_worker=(world_size, rank), input_workers=world_size)
 
 
 def _tf_strategy(name):
@@ -210,7 +212,8 @@ def _tf_strategy(name):
             not has_chief and task.get("type", "worker") == "worker"
             and task.get("index", 0) == 0
         )
-        return Distribution("multi_worker", strategy.num_replicas_in_sync, strategy, is_chief)
+        return Distribution("multi_worker", strategy.num_replicas_in_sync, strategy, is_chief,
+                            input_workers=tasks)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         # Without GPUs, mirror over the logical CPUs (how the tests run it).

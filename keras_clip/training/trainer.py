@@ -19,6 +19,8 @@ from keras_clip.training.progress import StepProgress
 from keras_clip.training.training_state_logger import TrainingStateLogger
 
 CONFIG_FILE = "config.json"
+# config.json's record of how many input workers split the data.
+INPUT_WORKERS = "input_workers"
 
 
 @dataclasses.dataclass
@@ -52,9 +54,10 @@ def train(config, callbacks=()):
     if isinstance(config, dict):
         config = TrainConfig.from_dict(config)
     config.check_data()
-    recipe.check_precision_runs_here(config.precision)
+    # First: joining a multi-process JAX run must precede any JAX call.
     distribution = select_distribution(config.distribution, Processes(
         config.coordinator_address, config.num_processes, config.process_id))
+    recipe.check_precision_runs_here(config.precision)
     distribution.check_batch_size(config.batch_size)
     total_steps = _total_steps(config)
     given, config = config, config.resolved(total_steps)
@@ -62,7 +65,7 @@ def train(config, callbacks=()):
     if config.resume:
         resumed = latest_checkpoint(files.join(config.output_dir, "checkpoints"))
         if resumed:
-            _check_continues(config)
+            _check_continues(config, distribution.input_workers)
     start_step = resumed[0] if resumed else 0
     # Every worker writes the same files (saving is collective); only the
     # chief's land in output_dir.
@@ -76,7 +79,9 @@ def train(config, callbacks=()):
             config = dataclasses.replace(  # config.json records what was used
                 config, image_size=model.image_size, context_length=model.context_length,
                 **recipe.adam_defaults(config, model))
-            _write_config(given.record(config), write_dir)
+            record = given.record(config)
+            record[USED][INPUT_WORKERS] = distribution.input_workers
+            _write_config(record, write_dir)
             if tokenizer is not None:  # output_dir becomes a preset directory
                 _save_tokenizer(tokenizer, model, write_dir)
             dataset = _training_data(config, model, tokenizer, start_step, distribution)
@@ -288,8 +293,11 @@ def _validation_data(config, model, tokenizer, distribution):
             "or give more validation data.")
 
     if not distribution.input_worker:
+        # Several TensorFlow workers split it by example: a validation set may
+        # have fewer shards than there are workers.
         return make_dataset(config.validation_data, preprocessing=model.preprocessing,
                             batch_size=config.batch_size, training=False, tokenizer=tokenizer,
+                            input_sharding="examples",
                             trim_token_ids=model.text_encoder.accepts_trimmed_token_ids)
     # Several processes: each reads the (small) validation set whole and
     # keeps its slice of every global batch, so all run the same number of
@@ -316,12 +324,13 @@ RUN_ONLY_KEYS = {"verbose", "log_every", "output_dir", "resume", "keep_checkpoin
                  "coordinator_address", "num_processes", "process_id"}
 
 
-def _check_continues(config):
+def _check_continues(config, input_workers):
     """Refuses to resume a checkpoint under a config that changes the run.
 
     The optimizer's schedule, the model's shape and the data order are in
     the checkpoint; a new `steps` would train the extra steps at learning
-    rate 0, a new `image_size` would be ignored.
+    rate 0, a new `image_size` would be ignored. With file-sharded input,
+    the number of input workers is part of the data order too.
     """
     path = files.join(config.output_dir, CONFIG_FILE)
     if not files.exists(path):
@@ -329,7 +338,7 @@ def _check_continues(config):
     try:
         with files.open(path) as file:
             used = json.load(file)[USED]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OSError):
         return
     for key, value in config.to_dict().items():
         if key in RUN_ONLY_KEYS or value is None or key not in used:
@@ -338,15 +347,24 @@ def _check_continues(config):
             raise ValueError(
                 f"Invalid training config: {config.output_dir} holds a run with "
                 f"{key}={json.dumps(used[key])}, not {json.dumps(value)}, and its checkpoint "
-                f"can only continue that run. To train on from it, start a new run from it "
-                f"(--set preset={config.output_dir} --set output_dir=NEW_DIR); to start "
-                "over, --set resume=false.")
+                f"can only continue that run. {_NEW_RUN.format(config.output_dir)}")
+    before = used.get(INPUT_WORKERS, 1)
+    if config.input_sharding == "files" and before != input_workers:
+        raise ValueError(
+            f"Invalid training config: {config.output_dir} holds a run whose data {before} "
+            f"input worker(s) read, each its own shards (input_sharding='files'); "
+            f"{input_workers} would read another stream, so its checkpoint cannot continue "
+            f"exactly. Resume it with {before}. {_NEW_RUN.format(config.output_dir)}")
+
+
+_NEW_RUN = ("To train on from it, start a new run from it (--set preset={0} --set "
+            "output_dir=NEW_DIR); to start over, --set resume=false.")
 
 
 def _write_config(record, directory):
     files.makedirs(directory)
-    with files.open(files.join(directory, CONFIG_FILE), "w") as file:
-        json.dump(record, file, indent=2)
+    # Atomic: the other processes of a run read it while the chief writes.
+    files.write_atomically(files.join(directory, CONFIG_FILE), json.dumps(record, indent=2))
 
 
 def _finish(config, directory, model, start, history, total_steps, distribution):

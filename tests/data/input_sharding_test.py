@@ -99,3 +99,9 @@ def test_fewer_files_than_workers_is_a_clear_error(shards):
     assert len(rows(stream(shards, (5, 0), "examples"))) == 10  # positions 0, 5, ... 45
     with pytest.raises(ValueError, match="input_sharding must be"):
         stream(shards, (2, 0), "records")
+
+
+def test_a_worker_index_outside_the_workers_is_refused(shards):
+    for worker in ((2, 2), (2, -1), (0, 0)):
+        with pytest.raises(ValueError, match="the index must be"):
+            stream(shards, worker)

@@ -13,6 +13,7 @@ engines, would dominate the comparison.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -220,17 +221,38 @@ def test_jax_processes_join_from_settings_or_a_pod_slice(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "torch", reason="torch.distributed")
 def test_two_torch_processes_train_as_one_fed_their_global_batches(data, tmp_path):
-    """Two processes on localhost (gloo), as torchrun starts them, each with its shard."""
-    multi = config(data, tmp_path / "multi", "data_parallel")
+    """Two processes on localhost (gloo), as torchrun starts them, each with its shard.
+
+    Validation too: each process scores its slice of every global batch, and
+    the logged loss is the global batch's.
+    """
+    multi = {**config(data, tmp_path / "multi", "data_parallel"), "validation_data": data}
     port = free_ports(1)[0]
     environments = [{"KERAS_BACKEND": "torch", "MASTER_ADDR": "localhost",
                      "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank),
                      "LOCAL_RANK": str(rank)} for rank in range(2)]
     (chief, other), outputs = run_processes([multi, multi], tmp_path, environments)
     assert "trained with data_parallel over 2 replicas" in outputs[0]
-    single = config(data, tmp_path / "single", "none")
-    (reference,), _ = run_processes([single], tmp_path, [{"KERAS_BACKEND": "torch"}],
-                                    ["--as-workers", 2])
+    single = {**multi, "output_dir": str(tmp_path / "single"), "distribution": "none"}
+    (reference,), single_outputs = run_processes([single], tmp_path, [{"KERAS_BACKEND": "torch"}],
+                                                 ["--as-workers", 2])
     assert_same_training(reference, chief)
     assert max_difference(chief, other) == 0.0
     assert os.path.exists(tmp_path / "multi" / "model.keras")
+    validation = [float(re.search(r"val_loss (\S+)", text).group(1))
+                  for text in (outputs[0], outputs[1], single_outputs[0])]
+    np.testing.assert_allclose(validation, validation[-1], rtol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow is the backend: it keeps its GPUs")
+def test_tensorflow_reading_data_for_another_backend_leaves_the_gpus_alone(monkeypatch):
+    import tensorflow as tf
+
+    from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
+
+    hidden = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    monkeypatch.setattr(tf.config, "set_visible_devices",
+                        lambda devices, kind=None: hidden.append((devices, kind)))
+    assert keep_tensorflow_on_the_host()
+    assert hidden == [([], "GPU")]

@@ -56,3 +56,5 @@ if __name__ == "__main__":
     weights = [keras.ops.convert_to_numpy(w) for w in result.model.weights]
     np.savez(sys.argv[2], *weights)
     print(f"trained with {result.distribution} over {result.replicas} replicas")
+    if "val_loss" in result.history:
+        print(f"val_loss {result.history['val_loss'][-1]!r}")

@@ -154,3 +154,19 @@ def test_float16_training_scales_the_loss(data, tmp_path):
     assert model.image_encoder.blocks[0].compute_dtype == "float16"
     assert {v.dtype for v in model.trainable_variables} == {"float32"}
     assert np.isfinite(result.history["loss"]).all()
+
+
+def test_a_file_sharded_run_resumes_only_with_its_number_of_input_workers(tmp_path):
+    from keras_clip.training import trainer
+    from keras_clip.training.config import USED, TrainConfig
+
+    config = TrainConfig(train_data="x-*.tfrecord", steps=4, output_dir=str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps(
+        {USED: {**config.to_dict(), trainer.INPUT_WORKERS: 2}}))
+    trainer._check_continues(config, 2)  # the same two hosts: continues
+    with pytest.raises(ValueError, match="data 2 input worker.s. read.*1 would read another"):
+        trainer._check_continues(config, 1)
+    examples = TrainConfig(**{**config.to_dict(), "input_sharding": "examples"})
+    (tmp_path / "config.json").write_text(json.dumps(
+        {USED: {**examples.to_dict(), trainer.INPUT_WORKERS: 2}}))
+    trainer._check_continues(examples, 1)  # one stream, whoever reads it
