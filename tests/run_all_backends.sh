@@ -3,8 +3,6 @@
 # Extra arguments go to pytest, e.g. `tests/run_all_backends.sh -m "not slow"`.
 # Tests run in TEST_WORKERS pytest-xdist processes (default: one per core, at
 # most 4): most of a tiny model's test is single-threaded tracing and Python.
-# Work stealing: a worker that runs out takes tests queued for the other, so
-# a run of long tests late in the order does not leave one worker idle.
 set -u
 cd "$(dirname "$0")/.."
 failed=()
@@ -26,7 +24,7 @@ for backend in tensorflow jax torch; do
     threads=(TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=2 OMP_NUM_THREADS=1)
   fi
   env "${threads[@]}" KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider \
-    --durations=15 -n "${workers}" --dist worksteal "$@" || failed+=("${backend}")
+    --durations=15 -n "${workers}" "$@" || failed+=("${backend}")
   echo "${backend} took $(( $(date +%s) - backend_started )) s"
 done
 if [ ${#failed[@]} -gt 0 ]; then
