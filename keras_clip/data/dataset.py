@@ -14,7 +14,7 @@ import warnings
 
 import tensorflow as tf
 
-from keras_clip.data import image_ops, record_reader, tfrecord_schema
+from keras_clip.data import image_ops, input_workers, record_reader, tfrecord_schema
 from keras_clip.data.dataset_checks import check_first_records, first_line
 from keras_clip.data.dataset_stats import DatasetStats, name_files
 from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
@@ -25,8 +25,6 @@ keep_tensorflow_on_the_host()  # before TensorFlow's first op
 TRIM_MULTIPLE = 16
 # Records decoded eagerly to find the first good one (see `check_delivers`).
 EAGER_PROBE = 16
-# Each file-sharded worker's seed: the run's, plus this times its index.
-WORKER_SEED_STRIDE = 1_000_003
 
 
 def list_shards(file_pattern):
@@ -90,7 +88,7 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
 
     With several input workers (hosts: MultiWorkerMirroredStrategy, found
     from the current strategy, or `input_worker`), `input_sharding` says
-    how they split the data (`worker_files`):
+    how they split the data (`input_workers.py`):
 
     - `"files"` (default): worker `i` of `k` reads shards `i, i + k, …` of
       the sorted list, a `1/k` share of the bytes, with its own seeded
@@ -161,23 +159,9 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
     files = list_shards(file_pattern)
     deterministic = (not training) if deterministic is None else deterministic
     seed = random.randrange(2**31) if seed is None else seed
-    if input_sharding not in ("files", "examples"):
-        raise ValueError(f"input_sharding must be 'files' or 'examples', not "
-                         f"{input_sharding!r}.")
-    num_workers, worker_index = input_worker or _input_worker()
-    if not 0 <= worker_index < num_workers:
-        raise ValueError(f"input_worker=({num_workers}, {worker_index}): the index must be "
-                         f"0 to {num_workers - 1}.")
-    if num_workers > 1 and input_sharding == "files":
-        files = worker_files(files, num_workers, worker_index)
-        skip_examples = _worker_skip(skip_examples, num_workers)
-        seed = (seed + WORKER_SEED_STRIDE * worker_index) % 2**31
-        num_workers, worker_index = 1, 0  # from here on, this worker's own stream
-    elif num_workers > 1 and not deterministic:
-        raise ValueError(
-            "Several input workers must see the same stream: pass deterministic=True "
-            "and the same seed on every worker."
-        )
+    share = input_workers.worker_share(files, seed, skip_examples, input_worker,
+                                       input_sharding, deterministic)
+    files, seed, skip_examples, (num_workers, worker_index) = share
     single_pass = not repeat and not skip_examples
     stats = stats or DatasetStats(expected_records(files) if single_pass else None)
     if tf.executing_eagerly():
@@ -198,29 +182,6 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
                              trim_token_ids, deterministic)
     dataset.stats = stats
     return dataset
-
-
-def worker_files(files, num_workers, worker_index):
-    """Shards `worker_index, worker_index + num_workers, …` of the sorted `files`.
-
-    Raises `ValueError` naming both numbers when there are fewer files
-    than workers (a worker would have nothing to read).
-    """
-    if len(files) < num_workers:
-        raise ValueError(
-            f"{len(files)} TFRecord file(s) for {num_workers} input workers: with "
-            "input_sharding='files' each worker reads its own files, so write at least "
-            f"{num_workers} shards (make-tfrecords --shard-size-mb), or set "
-            "input_sharding='examples' (every worker reads all of them).")
-    return files[worker_index::num_workers]
-
-
-def _worker_skip(skip_examples, num_workers):
-    """A worker's share of `skip_examples` global examples (its own stream)."""
-    if skip_examples % num_workers:
-        raise ValueError(f"skip_examples={skip_examples} does not split evenly over "
-                         f"{num_workers} input workers.")
-    return skip_examples // num_workers
 
 
 def record_stream(files, *, training, seed, repeat, deterministic, shuffle_buffer, damage):
@@ -418,20 +379,6 @@ def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _input_worker():
-    """`(num_workers, worker_index)` of the current strategy's cluster."""
-    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
-    if resolver is None:
-        return 1, 0
-    jobs = resolver.cluster_spec().as_dict()
-    num_chiefs, num_workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
-    if num_chiefs + num_workers <= 1:
-        return 1, 0
-    if resolver.task_type == "chief":
-        return num_chiefs + num_workers, 0
-    return num_chiefs + num_workers, num_chiefs + (resolver.task_id or 0)
 
 
 def _stored_token_ids(flat_ids, num_captions, index, context_length):
