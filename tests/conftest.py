@@ -17,8 +17,11 @@ def pytest_collection_modifyitems(config, items):
 
     They exercise TensorFlow, NumPy or plain Python code that no Keras backend
     reaches (TFRecord writing, tables and tars, image headers, the tokenizer's
-    files, help texts, a served SavedModel), so running them three times
-    would only triple their cost.
+    files, help texts, a served SavedModel), or plumbing whose outcome no
+    backend changes (config keys reaching config.json, CLI parsing, hostile
+    inputs counted by the data pipeline), so running them three times would
+    only triple their cost. What the backends do differently (training
+    steps, saving, resuming, distribution) is tested on every pass.
     """
     if keras.backend.backend() == "tensorflow":
         return

@@ -6,13 +6,14 @@ import keras
 from keras import ops
 
 from keras_clip.layers.logit_scale_constraint import LogitScaleConstraint
+from keras_clip.losses.chunked_contrastive_loss import contrastive_loss_and_gradients
 from keras_clip.losses.contrastive_loss import (
     contrastive_logits,
     contrastive_loss,
     scaled_logits,
     top1_hits,
 )
-from keras_clip.losses.cross_replica import gather_across_replicas
+from keras_clip.losses.cross_replica import gather_across_replicas, sum_across_replicas
 from keras_clip.losses.objective import Objective
 
 
@@ -85,6 +86,31 @@ class ContrastiveObjective(Objective):
         }
         loss = contrastive_loss(logits_per_image, logits_per_text, labels)
         return loss, metrics, num_replicas
+
+    def loss_and_gradients(self, weights, image_embeddings, text_embeddings):
+        all_image, all_text, row_offset, num_replicas = gather_across_replicas(
+            image_embeddings, text_embeddings
+        )
+        found = contrastive_loss_and_gradients(
+            image_embeddings, text_embeddings, weights["logit_scale"], all_image, all_text,
+            row_offset, loss_weight=1.0 / num_replicas,
+        )
+        # As keys, local rows also enter every other replica's loss.
+        image_columns, text_columns = sum_across_replicas(
+            found["image_columns"], found["text_columns"])
+        rows, width = ops.shape(image_embeddings)
+        gradients = {
+            "image_embeddings": found["image_rows"]
+            + ops.slice(image_columns, (row_offset, 0), (rows, width)),
+            "text_embeddings": found["text_rows"]
+            + ops.slice(text_columns, (row_offset, 0), (rows, width)),
+            "logit_scale": found["logit_scale"],
+        }
+        metrics = {
+            "image_to_text_accuracy": found["image_hits"],
+            "text_to_image_accuracy": found["text_hits"],
+        }
+        return found["loss"], metrics, num_replicas, gradients
 
     def state(self, weights):
         # The scale itself (1 / temperature), as the paper reports it.

@@ -28,3 +28,20 @@ def gather_across_replicas(image_embeddings, text_embeddings):
         if gathered is not None:
             return gathered
     return image_embeddings, text_embeddings, 0, 1
+
+
+def sum_across_replicas(*tensors):
+    """Each tensor summed over the replicas (processes) that split the batch.
+
+    The same tensors where nothing splits it (one device; JAX
+    `keras.distribution`, whose step sees the global batch).
+    """
+    if keras.backend.backend() == "tensorflow":
+        from keras_clip.losses import tf_replica
+
+        return tf_replica.all_sum(tensors)
+    if keras.backend.backend() == "torch":
+        from keras_clip.losses import torch_replica
+
+        return torch_replica.all_sum(tensors)
+    return tensors

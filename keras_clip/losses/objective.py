@@ -43,6 +43,22 @@ class Objective:
         """
         raise NotImplementedError
 
+    def loss_and_gradients(self, weights, image_embeddings, text_embeddings):
+        """`(loss, metrics, num_replicas, gradients)`, never holding all the logits.
+
+        What cached-gradient accumulation asks of an objective: `loss`,
+        `metrics` and `num_replicas` as `loss` returns them, and
+        `gradients`, a dict of the
+        gradients of this replica's share of the global loss (`loss /
+        num_replicas`) with respect to `"image_embeddings"`,
+        `"text_embeddings"` (`(b, D)`, this replica's rows, with every
+        replica's loss accounted for) and each of `weight_names`. Memory
+        should grow linearly with the global batch.
+        """
+        raise NotImplementedError(
+            f"The {self.name!r} objective has no cached-gradient form, which "
+            "accumulation_steps > 1 needs.")
+
     def state(self, weights):
         """`{name: float}` worth logging while training (read from the device)."""
         return {}

@@ -22,3 +22,11 @@ def all_gather(image_embeddings, text_embeddings):
     replica_id = tf.cast(context.replica_id_in_sync_group, tf.int32)
     row_offset = tf.reduce_sum(batch_sizes[:replica_id])
     return all_image, all_text, row_offset, context.num_replicas_in_sync
+
+
+def all_sum(tensors):
+    """The tensors summed over the replicas (as they are outside a multi-replica step)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tensors
+    return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(tensors)))

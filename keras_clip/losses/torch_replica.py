@@ -26,3 +26,13 @@ def all_gather(image_embeddings, text_embeddings):
     all_text = torch.cat(differentiable_all_gather(text_embeddings), dim=0)
     row_offset = dist.get_rank() * image_embeddings.shape[0]
     return all_image, all_text, row_offset, size
+
+
+def all_sum(tensors):
+    """The tensors summed over the processes (as they are outside a multi-process run)."""
+    if world_size() == 1:
+        return tensors
+    summed = tuple(tensor.clone() for tensor in tensors)
+    for tensor in summed:
+        dist.all_reduce(tensor)
+    return summed

@@ -6,7 +6,8 @@ from keras import ops
 
 from keras_clip.losses.contrastive_objective import ContrastiveObjective
 from keras_clip.losses.objectives import get_objective
-from keras_clip.models import clip_presets
+from keras_clip.models import cached_gradients, clip_presets
+from keras_clip.models.cached_gradients import check_accumulation_steps
 from keras_clip.preprocessing import Preprocessing
 
 
@@ -36,6 +37,12 @@ class CLIPModel(keras.Model):
             inputs the towers were trained on; default: CLIP's mean and std
             at the towers' image size and context length. Saved with the
             model; the data pipeline, export and evaluation read it.
+        accumulation_steps: int. Each training batch (each replica's part
+            of it) is split into this many micro-batches that take one
+            exact optimizer step together, the negatives still being the
+            whole global batch (cached-gradient accumulation, see
+            `models/cached_gradients.py`): memory follows the micro-batch,
+            time one more forward pass. Batches must split evenly.
         logit_scale_init, max_logit_scale: as in keras_clip 0.1, the same
             as `objective=ContrastiveObjective(logit_scale_init, ...)`.
 
@@ -58,6 +65,7 @@ class CLIPModel(keras.Model):
         text_encoder,
         objective="contrastive",
         preprocessing=None,
+        accumulation_steps=1,
         **kwargs,
     ):
         objective = get_objective(_with_0_1_arguments(objective, kwargs))
@@ -109,6 +117,7 @@ class CLIPModel(keras.Model):
         # === Config ===
         self.objective = objective
         self.preprocessing = preprocessing
+        self.accumulation_steps = accumulation_steps
 
     @property
     def preprocessing(self):
@@ -133,6 +142,20 @@ class CLIPModel(keras.Model):
                 f"its inputs are padded with {record.pad_id} (the preprocessing record)."
             )
         self._preprocessing = record
+
+    @property
+    def accumulation_steps(self):
+        """Micro-batches per training batch (1: none; see `models/cached_gradients.py`)."""
+        return self._accumulation_steps
+
+    @accumulation_steps.setter
+    def accumulation_steps(self, steps):
+        check_accumulation_steps(steps)
+        if steps > 1:
+            cached_gradients.check_objective(self.objective)
+        self._accumulation_steps = steps
+        # Keras keeps the step functions it traced; they would keep the old split.
+        self.train_function = self.test_function = None
 
     @property
     def embedding_dim(self):
@@ -197,14 +220,19 @@ class CLIPModel(keras.Model):
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
 
-    # Keras' own steps (`(data)`, or `(state, data)` on JAX), except on
+    # Keras' own steps (`(data)`, or `(state, data)` on JAX), except with
+    # accumulation steps (this backend's cached-gradient step) and on
     # PyTorch under torch.distributed, where the gradients must be summed
     # over the processes and the logged loss is the global batch's.
     def train_step(self, *arguments):
+        if self.accumulation_steps > 1:
+            return cached_gradients.step_module().train_step(self, *arguments)
         steps = _torch_data_parallel()
         return steps.train_step(self, *arguments) if steps else super().train_step(*arguments)
 
     def test_step(self, *arguments):
+        if self.accumulation_steps > 1:  # a batch too big to embed at once
+            return cached_gradients.step_module().test_step(self, *arguments)
         steps = _torch_data_parallel()
         return steps.test_step(self, *arguments) if steps else super().test_step(*arguments)
 
@@ -250,6 +278,7 @@ class CLIPModel(keras.Model):
             "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
             "objective": keras.saving.serialize_keras_object(self.objective),
             "preprocessing": self.preprocessing.to_dict(),
+            "accumulation_steps": self.accumulation_steps,
         }
 
     @classmethod

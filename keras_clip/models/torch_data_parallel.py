@@ -33,11 +33,7 @@ def train_step(model, data):
     sum_over_processes([gradient for gradient in gradients if gradient is not None])
     with torch.no_grad():
         model.optimizer.apply(gradients, weights)
-    statistics = [variable.value for layer in model._flatten_layers()
-                  if isinstance(layer, keras.layers.BatchNormalization)
-                  for variable in (layer.moving_mean, layer.moving_variance)]
-    for value in statistics:
-        dist.broadcast(value.data, src=0)
+    broadcast_batch_statistics(model)
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 
@@ -51,10 +47,25 @@ def test_step(model, data):
     return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
 
-def track_global_loss(model, loss, x):
-    """Logs the global batch's loss: the processes' shares of it, summed."""
+def broadcast_batch_statistics(model):
+    """Every process takes process 0's BatchNorm moving statistics."""
+    statistics = [variable.value for layer in model._flatten_layers()
+                  if isinstance(layer, keras.layers.BatchNormalization)
+                  for variable in (layer.moving_mean, layer.moving_variance)]
+    for value in statistics:
+        dist.broadcast(value.data, src=0)
+
+
+def global_loss(loss):
+    """The global batch's loss: the sum of the processes' shares of it."""
     reported = loss.detach().clone()
     dist.all_reduce(reported)
+    return reported
+
+
+def track_global_loss(model, loss, x):
+    """Logs the global batch's loss: the processes' shares of it, summed."""
+    reported = global_loss(loss)
     batch = next(value for value in keras.tree.flatten(x) if value is not None).shape[0]
     model._loss_tracker.update_state(reported, sample_weight=batch * dist.get_world_size())
 

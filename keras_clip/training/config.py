@@ -75,6 +75,10 @@ class TrainConfig:
     tokenizer: typing.Optional[str] = _key(
         "openai", f"{tokenizer_spec.HELP}; null: the ids stored in the records")
     batch_size: int = _key(64, "global batch, split evenly across replicas")
+    accumulation_steps: int = _key(
+        1, "split each replica's batch into this many micro-batches that take one exact "
+        "step, still contrasting the whole batch (memory of a micro-batch, one more "
+        "forward pass)")
     steps: typing.Optional[int] = _key(None, "optimizer steps (set this or epochs)")
     epochs: typing.Optional[int] = _key(
         None, "passes over train_data, counted from the shards' sidecars")
@@ -254,8 +258,8 @@ def _value_problems(config):
         yield "train_data (a glob of TFRecord shards) is required"
     if (config.steps is None) == (config.epochs is None):
         yield "set exactly one of steps and epochs"
-    for key in ("batch_size", "steps", "epochs", "checkpoint_every", "keep_checkpoints",
-                "log_every", "shuffle_buffer"):
+    for key in ("batch_size", "accumulation_steps", "steps", "epochs", "checkpoint_every",
+                "keep_checkpoints", "log_every", "shuffle_buffer"):
         value = getattr(config, key)
         if value is not None and value < 1:
             yield f"{key} must be at least 1, got {value}"
@@ -263,6 +267,10 @@ def _value_problems(config):
         value = getattr(config, key)
         if value is not None and value < 0:
             yield f"{key} must be at least 0, got {value}"
+    if config.accumulation_steps >= 1 and config.batch_size % config.accumulation_steps:
+        yield (f"batch_size ({config.batch_size}) must be a multiple of accumulation_steps "
+               f"({config.accumulation_steps}): each micro-batch is batch_size / "
+               "accumulation_steps examples")
     if None not in (config.steps, config.warmup_steps) and config.warmup_steps >= config.steps:
         yield f"warmup_steps ({config.warmup_steps}) must be below steps ({config.steps})"
     if config.recipe not in RECIPES:

@@ -53,13 +53,19 @@ class Distribution:
             stack.enter_context(self.engine.scope())
             yield
 
-    def check_batch_size(self, global_batch_size):
-        if global_batch_size % self.num_replicas:
-            raise ValueError(
-                f"Invalid training config: batch_size={global_batch_size} does not "
-                f"split evenly over {self.num_replicas} replicas ({self.kind}); use a "
-                f"multiple of {self.num_replicas}."
-            )
+    def check_batch_size(self, global_batch_size, accumulation_steps=1):
+        parts = self.num_replicas * accumulation_steps
+        if global_batch_size % parts == 0:
+            return
+        if accumulation_steps == 1:
+            split = f"over {self.num_replicas} replicas ({self.kind})"
+        else:
+            split = (f"into {self.num_replicas} replica(s) ({self.kind}) × "
+                     f"accumulation_steps={accumulation_steps} equal micro-batches")
+        raise ValueError(
+            f"Invalid training config: batch_size={global_batch_size} does not split "
+            f"evenly {split}; use a multiple of {parts}."
+        )
 
 
 def select_distribution(name="auto", processes=None):

@@ -20,6 +20,7 @@ SHOWN = {
     "text_to_image_accuracy": "t2i acc",
     "learning_rate": "lr",
     "logit_scale": "scale",
+    "batch_size": "batch",
 }
 
 
@@ -67,7 +68,10 @@ class StepProgress(keras.callbacks.Callback):
         for key, name in SHOWN.items():
             if logs and key in logs:
                 value = float(keras.ops.convert_to_numpy(logs[key]))
-                parts.append(f"{name} {value:.2e}" if name == "lr" else f"{name} {value:.4f}")
+                if name == "batch":
+                    parts.append(f"{name} {value:.0f}")
+                else:
+                    parts.append(f"{name} {value:.2e}" if name == "lr" else f"{name} {value:.4f}")
         done, elapsed = self.step - self._first_step, time.monotonic() - self._started
         if done and elapsed > 0:
             rate = done / elapsed

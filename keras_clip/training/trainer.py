@@ -58,7 +58,7 @@ def train(config, callbacks=()):
     distribution = select_distribution(config.distribution, Processes(
         config.coordinator_address, config.num_processes, config.process_id))
     recipe.check_precision_runs_here(config.precision)
-    distribution.check_batch_size(config.batch_size)
+    distribution.check_batch_size(config.batch_size, config.accumulation_steps)
     total_steps = _total_steps(config)
     given, config = config, config.resolved(total_steps)
     resumed = None
@@ -86,6 +86,7 @@ def train(config, callbacks=()):
                 _save_tokenizer(tokenizer, model, write_dir)
             dataset = _training_data(config, model, tokenizer, start_step, distribution)
             callbacks = [*_callbacks(config, write_dir, start_step, total_steps), *callbacks]
+            _report_batch(config, distribution)
             history = {}
             if start_step < total_steps:
                 steps_per_epoch = min(config.checkpoint_every, total_steps)
@@ -113,13 +114,21 @@ def _callbacks(config, write_dir, start_step, total_steps):
     """Ours, in order: state logging, progress, checkpoints, TensorBoard."""
     return [
         # Before StepProgress, which shows what it adds.
-        TrainingStateLogger(config.log_every, start_step, total_steps),
+        TrainingStateLogger(config.log_every, start_step, total_steps, config.batch_size),
         StepProgress(total_steps, start_step, config.verbose, config.log_every),
         Checkpointer(files.join(write_dir, "checkpoints"), config.checkpoint_every,
                      total_steps, start_step, config.keep_checkpoints),
         keras.callbacks.TensorBoard(files.join(write_dir, "logs"),
                                     update_freq=config.log_every),
     ]
+
+
+def _report_batch(config, distribution):
+    """What one step's batch is made of, when accumulation splits it."""
+    if config.verbose and config.accumulation_steps > 1:
+        micro = config.batch_size // (distribution.num_replicas * config.accumulation_steps)
+        print(f"batch {config.batch_size} per step: {distribution.num_replicas} replica(s) × "
+              f"{config.accumulation_steps} accumulation steps × micro-batches of {micro}")
 
 
 def _total_steps(config):
@@ -165,6 +174,8 @@ def _build_model(config, resumed, total_steps):
             )
         start = _new_model(config)[0]
     _check_vocabulary(config, model, tokenizer)
+    # How a batch is split changes no update, so a resumed run may change it.
+    model.accumulation_steps = config.accumulation_steps
     if not resumed:
         if config.lock_image_tower:
             fine_tuning.lock_tower(model.image_encoder, config.image_unlocked_blocks)
@@ -318,10 +329,11 @@ def _report_skips(dataset, verbose):
         print(f"Training data: {stats.summary(exhausted=False)}.")
 
 
-# Keys a checkpoint can continue under whatever their value.
+# Keys a checkpoint can continue under whatever their value (accumulation
+# splits a batch into micro-batches, and changes no update).
 RUN_ONLY_KEYS = {"verbose", "log_every", "output_dir", "resume", "keep_checkpoints",
                  "checkpoint_every", "distribution", "validation_data", "train_data",
-                 "coordinator_address", "num_processes", "process_id"}
+                 "coordinator_address", "num_processes", "process_id", "accumulation_steps"}
 
 
 def _check_continues(config, input_workers):

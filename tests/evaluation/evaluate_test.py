@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from keras_clip import cli
 from keras_clip.evaluation.image_folder import read_image_folder
@@ -24,6 +25,7 @@ def test_read_image_folder_names_classes_and_reports_empty_ones(tmp_path):
     assert sorted(labels) == [0, 0, 1, 1, 1, 1] and len(paths) == 6
 
 
+@pytest.mark.backend_independent
 def test_cli_evaluate_skips_unreadable_images_and_writes_json(tmp_path, capsys):
     from keras_clip import CLIPModel
     from keras_clip.data.clip_tokenizer import CLIPTokenizer

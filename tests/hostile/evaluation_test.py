@@ -11,6 +11,10 @@ import pytest
 
 from tests.hostile.corpus import assert_user_error, encode, noise, run_cli
 
+# What a hostile folder does is decided by the TensorFlow data pipeline,
+# the same under every backend.
+pytestmark = pytest.mark.backend_independent
+
 
 @pytest.fixture(scope="module")
 def model_and_tokenizer(tmp_path_factory):

@@ -1,3 +1,5 @@
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -21,6 +23,25 @@ REFERENCE_COUNTS = {
 }
 
 
+@contextlib.contextmanager
+def shapes_only():
+    """Builds models with their real shapes but no memory for values.
+
+    Variables made in a StatelessScope defer their initialisation, and
+    `initialize_variables=False` keeps them deferred on exit. Keras keeps
+    them in its global state, though, and the next StatelessScope to exit
+    (any later `fit` on JAX, a Keras application's build on TensorFlow)
+    would initialise them all: gigabytes and minutes for the paper's
+    presets, paid by whichever test runs next in this process. Clearing the
+    session forgets them.
+    """
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            yield
+    finally:
+        keras.backend.clear_session()
+
+
 def trainable_count(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
@@ -32,7 +53,7 @@ def test_every_paper_preset_has_a_reference_count():
 
 
 def test_convnext_tiny_is_keras_applications_convnext_tiny_plus_a_projection():
-    with keras.StatelessScope(initialize_variables=False):
+    with shapes_only():
         model = CLIPModel.from_preset("convnext-tiny")
         reference = keras.applications.ConvNeXtTiny(
             include_top=False, include_preprocessing=False, weights=None, pooling="avg")
@@ -46,10 +67,7 @@ def test_convnext_tiny_is_keras_applications_convnext_tiny_plus_a_projection():
 
 @pytest.mark.parametrize("preset", list(REFERENCE_COUNTS))
 def test_parameter_counts_equal_the_reference(preset):
-    # Variables made in a StatelessScope defer their initialisation, and
-    # `initialize_variables=False` keeps them deferred on exit: the real model
-    # is built with its real shapes but no memory for values.
-    with keras.StatelessScope(initialize_variables=False):
+    with shapes_only():
         model = CLIPModel.from_preset(preset)
         counts = (trainable_count(model), trainable_count(model.image_encoder))
     assert counts == REFERENCE_COUNTS[preset]

@@ -98,11 +98,16 @@ def test_mirrored_over_two_cpus_matches_one_device(data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution runs on JAX")
-def test_jax_data_parallel_over_two_host_devices_matches_one_device(data, tmp_path):
+def test_jax_data_parallel_over_two_host_devices_accumulating_matches_one_device(data,
+                                                                                tmp_path):
+    # Each device's 4 rows of the global 8 as 2 micro-batches of 2: the step
+    # is one device's whole-batch step. (The two-process test below runs
+    # DataParallel without accumulation.)
     env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     (single, parallel), outputs = run_processes(
         [config(data, tmp_path / "single", "none"),
-         config(data, tmp_path / "parallel", "data_parallel")], tmp_path, [env, env])
+         dict(config(data, tmp_path / "parallel", "data_parallel"), accumulation_steps=2)],
+        tmp_path, [env, env])
     assert "trained with data_parallel over 2 replicas" in outputs[1]
     assert_same_training(single, parallel)
 

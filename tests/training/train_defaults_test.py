@@ -46,6 +46,7 @@ def test_ten_steps_alone_is_a_valid_run():
                     architecture={"image": [], "text": []})
 
 
+@pytest.mark.backend_independent
 def test_sizes_and_tokenizer_reach_the_model_and_config_json(data, tmp_path):
     tokenizer = CLIPTokenizer.train(["a red square", "a blue circle"] * 8, 600,
                                     context_length=12)
