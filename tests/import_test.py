@@ -34,9 +34,10 @@ ALLOWED = {
     "__init__": set(),
 }
 ALLOWED.update({name: set() for name in SHARED})
-# The one TensorFlow module in the core: cross_replica loads it only when the
-# backend is TensorFlow (tf.distribute's all-gather), when TensorFlow is loaded.
-TENSORFLOW_IN_CORE = {"losses/tf_replica.py"}
+# The TensorFlow modules in the core, loaded only when the backend is
+# TensorFlow (and TensorFlow is loaded): cross_replica's tf.distribute
+# all-gather, and the TensorFlow backend's cached-gradient step (GradientTape).
+TENSORFLOW_IN_CORE = {"losses/tf_replica.py", "models/cached_gradients_tensorflow.py"}
 
 
 def imported_modules(path):

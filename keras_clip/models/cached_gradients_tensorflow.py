@@ -80,7 +80,10 @@ def _embed(model, micro_batches, steps, training=True):
         return index + 1, {name: arrays[name].write(index, tf.cast(outputs[name], tf.float32))
                            for name in cached.EMBEDDINGS}
 
-    _, arrays = tf.while_loop(lambda index, _: index < steps, body, (0, arrays))
+    # One micro-batch at a time: overlapping iterations would hold several's
+    # activations (and reorder BatchNorm's updates).
+    _, arrays = tf.while_loop(lambda index, _: index < steps, body, (0, arrays),
+                              parallel_iterations=1)
     return {name: array.stack() for name, array in arrays.items()}
 
 
@@ -100,7 +103,8 @@ def _backpropagate(model, micro_batches, cotangents, steps, extra_weight):
 
     zeros = [tf.zeros(weight.shape, weight.dtype) for weight in weights]
     _, sums, extra_loss = tf.while_loop(lambda index, *_: index < steps, body,
-                                        (0, zeros, tf.zeros((), tf.float32)))
+                                        (0, zeros, tf.zeros((), tf.float32)),
+                                        parallel_iterations=1)
     return sums, extra_loss
 
 

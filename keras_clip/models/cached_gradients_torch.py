@@ -30,8 +30,9 @@ def train_step(model, data):
     for variable, value in zip(state, saved):
         variable.assign(value)  # the second pass starts where the first did
 
-    loss, metrics, num_replicas, gradients, cotangents = cached.loss_and_cotangents(
-        model, embeddings, steps)
+    with torch.no_grad():  # closed-form gradients: no graph to keep for the loss
+        loss, metrics, num_replicas, gradients, cotangents = cached.loss_and_cotangents(
+            model, embeddings, steps)
     model.zero_grad()
     extra_loss = 0.0
     for index in range(steps):
@@ -66,8 +67,9 @@ def test_step(model, data):
     batch_size = cached.batch_size_of(x)
     cached.check_splits(batch_size, steps)
     embeddings = _embed(model, cached.split_micro_batches(x, steps), steps, training=False)
-    loss, metrics, num_replicas, _ = model.objective.loss_and_gradients(
-        model.objective_weights, *(embeddings[name] for name in cached.EMBEDDINGS))
+    with torch.no_grad():
+        loss, metrics, num_replicas, _ = model.objective.loss_and_gradients(
+            model.objective_weights, *(embeddings[name] for name in cached.EMBEDDINGS))
     if world_size() > 1:
         loss = torch_data_parallel.global_loss(loss / num_replicas)
         batch_size = batch_size * num_replicas

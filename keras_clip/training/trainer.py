@@ -330,7 +330,8 @@ def _report_skips(dataset, verbose):
 
 
 # Keys a checkpoint can continue under whatever their value (accumulation
-# splits a batch into micro-batches, and changes no update).
+# splits a batch into micro-batches: the same update, but for BatchNorm's
+# micro-batch statistics).
 RUN_ONLY_KEYS = {"verbose", "log_every", "output_dir", "resume", "keep_checkpoints",
                  "checkpoint_every", "distribution", "validation_data", "train_data",
                  "coordinator_address", "num_processes", "process_id", "accumulation_steps"}
