@@ -217,6 +217,12 @@ class CLIPModel(keras.Model):
         # ours only refuses `loss=`, which a saved config holds as None.
         config = keras.saving.deserialize_keras_object(config)
         config.pop("loss", None)
+        # A saved config holds `jit_compile` as the saving backend resolved
+        # "auto" (False on TensorFlow without an accelerator and on PyTorch):
+        # kept, a model trained on a CPU would train op by op on JAX, and one
+        # saved on JAX would go through torch.compile on PyTorch. XLA or not
+        # is this backend's choice, so it is resolved again here.
+        config["jit_compile"] = "auto"
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
 

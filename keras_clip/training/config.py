@@ -187,8 +187,12 @@ class TrainConfig:
         return {**self.to_dict(), USED: used.to_dict()}
 
     def check_data(self):
-        """Raises if a data pattern matches no file (before anything is built)."""
-        from keras_clip.data.dataset import list_shards
+        """Raises if a data pattern matches no file, or validation is under a batch.
+
+        Called before anything is built. Batches are whole, so a validation
+        set smaller than one batch would validate nothing.
+        """
+        from keras_clip.data.dataset import expected_records, list_shards
 
         for key in ("train_data", "validation_data"):
             pattern = getattr(self, key)
@@ -201,6 +205,13 @@ class TrainConfig:
                 raise FileNotFoundError(
                     f"Invalid training config: {key}={pattern!r} matches no file"
                     + (f" (only {only}" if only else ".")) from None
+        if self.validation_data:
+            records = expected_records(list_shards(self.validation_data))
+            if records is not None and records < self.batch_size:
+                raise ValueError(
+                    f"Invalid training config: validation_data holds {records} examples, "
+                    f"fewer than one batch of {self.batch_size} (batches are whole): lower "
+                    "batch_size or give more validation data.")
 
 
 def load_config(path=None, overrides=()):

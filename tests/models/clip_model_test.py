@@ -175,6 +175,11 @@ def test_a_model_saved_by_keras_clip_0_1_loads_computes_and_trains():
     np.testing.assert_allclose(to_numpy(model.logit_scale), saved["logit_scale"])
     assert model.preprocessing.mean == CLIP_MEAN  # what every 0.1 pipeline used
     assert model.optimizer.head_variables is None  # heads found by the 0.1 rule
+    # Saved on a CPU by TensorFlow, whose "auto" resolved to no XLA: this
+    # backend decides again (JAX: a compiled step, not one op at a time).
+    fresh = CLIPModel.from_preset("tiny-bow")
+    fresh.compile()
+    assert model.jit_compile == fresh.jit_compile == (keras.backend.backend() == "jax")
     heads = sorted(v.path for v in model.trainable_variables if model.optimizer.is_head(v))
     assert heads == sorted(v.path for v in model.head_variables)
     before = int(to_numpy(model.optimizer.iterations))
