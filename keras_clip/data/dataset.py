@@ -116,7 +116,11 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
         tokenizer: a `CLIPTokenizer`; None uses the records' `token_ids`.
         shuffle_buffer: int. Examples in the shuffle buffer when training.
         seed: optional int for the shuffles and augmentation (None: random).
-        image_dtype: `"float32"` or `"bfloat16"`.
+        image_dtype: `"float32"` or `"bfloat16"` (normalised inputs), or
+            `"uint8"`: the resized pixels, a quarter of float32's bytes, which
+            `CLIPModel` normalises inside its step with its preprocessing
+            record (the trainer's choice; one batch of 32,768 32-pixel
+            images is 100 MB instead of 400).
         drop_remainder: bool. Drop the last partial batch (static shapes,
             needed on TPUs and for even replica splits).
         repeat: bool. Loop over the data forever, reshuffling every pass.
@@ -221,6 +225,7 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
     """`(position, record) → example`: image preprocessed, caption or ids picked."""
 
     limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+    normalized = image_dtype != "uint8"  # uint8: pixels, normalised by the model
     if preprocessing is not None:  # else image_ops' defaults: CLIP's mean and std
         limit.update(preprocessing.normalization)
 
@@ -230,9 +235,10 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
             tf.stack([tf.constant(seed, tf.int64), position]), 2))
         if training:
             image = image_ops.preprocess_for_train(example["image"], image_size, image_seed,
-                                                   **limit)
+                                                   normalized=normalized, **limit)
         else:
-            image = image_ops.preprocess_for_eval(example["image"], image_size, **limit)
+            image = image_ops.preprocess_for_eval(example["image"], image_size,
+                                                  normalized=normalized, **limit)
         captions = example["captions"]
         tf.debugging.assert_positive(tf.size(captions), "record has no caption")
         index = 0
@@ -240,7 +246,8 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
             index = tf.random.stateless_uniform(
                 [], caption_seed, 0, tf.size(captions), tf.int32
             )
-        image = tf.cast(image, image_dtype)
+        if image_dtype != "uint8":
+            image = tf.cast(image, image_dtype)
         if tokenizer is not None:
             # Tokenized per batch below: the BPE loop is ~7x faster on batches.
             return {"images": image, "captions": captions[index]}

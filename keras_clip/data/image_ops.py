@@ -313,25 +313,41 @@ def _resize_antialiased(image, size):
                    lambda: resize(image))
 
 
+def _finish(image, mean, std, normalized):
+    """Normalised float32, or (`normalized=False`) pixels rounded to uint8.
+
+    Rounding changes nothing after PIL's resize (already 8-bit) and, after
+    the antialiased training resize, keeps 8 bits as PIL's would.
+    """
+    if normalized:
+        return normalize(image, mean, std)
+    return tf.cast(tf.clip_by_value(tf.round(tf.cast(image, tf.float32)), 0.0, 255.0),
+                   tf.uint8)
+
+
 def preprocess_for_eval(image_bytes, image_size, max_pixels=MAX_IMAGE_PIXELS,
-                        mean=CLIP_MEAN, std=CLIP_STD):
+                        mean=CLIP_MEAN, std=CLIP_STD, normalized=True):
     """Bytes → `(image_size, image_size, 3)` float32: resize, centre crop, normalise.
 
     Images declaring more than `max_pixels` are refused (see `decode_rgb`).
+    `normalized=False` stops before normalising: uint8 pixels, which a
+    `CLIPModel` normalises itself (a quarter of the bytes to move).
     """
     image = resize_and_center_crop(decode_rgb(image_bytes, max_pixels=max_pixels), image_size)
     image.set_shape([image_size, image_size, 3])
-    return normalize(image, mean, std)
+    return _finish(image, mean, std, normalized)
 
 
 def preprocess_for_train(image_bytes, image_size, seed, scale=(0.9, 1.0),
-                         max_pixels=MAX_IMAGE_PIXELS, mean=CLIP_MEAN, std=CLIP_STD):
+                         max_pixels=MAX_IMAGE_PIXELS, mean=CLIP_MEAN, std=CLIP_STD,
+                         normalized=True):
     """Bytes → `(image_size, image_size, 3)` float32: random resized crop, normalise.
 
     `seed`: a `(2,)` integer tensor (see `random_resized_crop_box`).
     Augmentation needs no pixel parity with PIL, so this takes the faster
     JPEG DCT and TensorFlow's own antialiased resize. Images declaring more
-    than `max_pixels` are refused (see `decode_rgb`).
+    than `max_pixels` are refused (see `decode_rgb`). `normalized=False`:
+    uint8 pixels, as in `preprocess_for_eval`.
     """
     image = decode_rgb(image_bytes, dct_method="INTEGER_FAST", max_pixels=max_pixels)
     shape = tf.shape(image)
@@ -341,4 +357,4 @@ def preprocess_for_train(image_bytes, image_size, seed, scale=(0.9, 1.0),
     image = image[top : top + crop_height, left : left + crop_width]  # frees the rest, eagerly
     image = _resize_antialiased(image, image_size)
     image.set_shape([image_size, image_size, 3])
-    return normalize(image, mean, std)
+    return _finish(image, mean, std, normalized)

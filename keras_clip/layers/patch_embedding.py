@@ -8,9 +8,10 @@ from keras import ops
 class PatchEmbedding(keras.layers.Layer):
     """Turns `(B, H, W, 3)` images into `(B, 1 + grid**2, width)` tokens.
 
-    A bias-free strided convolution cuts the image into non-overlapping
-    patches; a learned class token goes first and learned positions are
-    added. Class token and positions start at std `width^-0.5`.
+    A bias-free strided convolution (computed as a matmul of flattened
+    patches) cuts the image into non-overlapping patches; a learned class
+    token goes first and learned positions are added. Class token and
+    positions start at std `width^-0.5`.
 
     Args:
         image_size: int. Side of the square input image.
@@ -62,14 +63,32 @@ class PatchEmbedding(keras.layers.Layer):
                 f"PatchEmbedding expects images of shape (batch, *{expected}), "
                 f"got {tuple(images.shape)}."
             )
-        x = self.conv(images)  # (B, grid, grid, width)
-        x = ops.reshape(x, (ops.shape(x)[0], self.grid_size**2, self.hidden_dim))
+        x = self._patches_times_kernel(images)  # (B, grid², width)
         class_token = ops.cast(self.class_embedding, x.dtype)
         class_token = ops.broadcast_to(
             class_token[None, None, :], (ops.shape(x)[0], 1, self.hidden_dim)
         )  # (B, 1, width)
         x = ops.concatenate([class_token, x], axis=1)  # (B, 1 + grid**2, width)
         return x + ops.cast(self.position_embedding, x.dtype)[None]
+
+    def _patches_times_kernel(self, images):
+        """The strided convolution, as one matmul of flattened patches by the kernel.
+
+        Patches do not overlap, so the convolution is `(B·grid², p·p·3) @
+        (p·p·3, width)` with the kernel `(p, p, 3, width)` read row-major,
+        the same sums in another order. XLA's CPU backend differentiates
+        this convolution's kernel several times slower than the matmul,
+        and ~80× slower inside a loop (cached-gradient accumulation's
+        `lax.scan`); the matmul is the fast path on every backend.
+        """
+        grid, patch, dtype = self.grid_size, self.patch_size, self.conv.compute_dtype
+        batch = ops.shape(images)[0]
+        x = ops.reshape(ops.cast(images, dtype), (batch, grid, patch, grid, patch, 3))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))  # (B, row, column, p, p, 3)
+        x = ops.reshape(x, (batch, grid * grid, patch * patch * 3))
+        kernel = ops.reshape(ops.cast(self.conv.kernel, dtype),
+                             (patch * patch * 3, self.hidden_dim))
+        return ops.matmul(x, kernel)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1 + self.grid_size**2, self.hidden_dim)

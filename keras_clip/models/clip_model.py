@@ -2,6 +2,7 @@
 
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_clip.losses.contrastive_objective import ContrastiveObjective
@@ -16,8 +17,12 @@ class CLIPModel(keras.Model):
     """Contrastive Language–Image Pre-training (Radford et al., 2021).
 
     Maps `{"images", "token_ids"}` to L2-normalised `{"image_embeddings",
-    "text_embeddings"}`. Training needs no `loss=`: `compute_loss` hands the
-    batch's embeddings to the objective. The default is CLIP's
+    "text_embeddings"}`. Images are float inputs already normalised, or
+    uint8 pixels, which the model normalises with its `preprocessing`
+    record (`normalize_pixels`) where they enter the towers: inside a
+    training step, so a batch travels at a byte per value. Training needs
+    no `loss=`: `compute_loss` hands the batch's embeddings to the
+    objective. The default is CLIP's
     (`ContrastiveObjective`): the symmetric cross-entropy over the batch's
     `N × N` similarities `exp(logit_scale) · img @ txtᵀ`, gathered across
     `tf.distribute` replicas so the negatives are the global batch, with a
@@ -187,8 +192,26 @@ class CLIPModel(keras.Model):
             *self.objective_weights.values(),
         ]
 
+    def call(self, inputs, training=None, mask=None):
+        if isinstance(inputs, dict) and "images" in inputs:
+            inputs = {**inputs, "images": self.normalize_pixels(inputs["images"])}
+        return super().call(inputs, training=training, mask=mask)
+
+    def normalize_pixels(self, images):
+        """uint8 `[0, 255]` pixels → the towers' inputs, `(x / 255 − mean) / std`.
+
+        The mean and std are the `preprocessing` record's; images of any
+        other dtype are taken as normalised already and returned as given.
+        """
+        if keras.backend.standardize_dtype(images.dtype) != "uint8":
+            return images
+        std = np.asarray(self.preprocessing.std, "float32")
+        scale, offset = 1.0 / (255.0 * std), -np.asarray(self.preprocessing.mean, "float32") / std
+        return ops.cast(images, "float32") * scale + offset
+
     def encode_image(self, images, training=False):
-        """`(B, H, W, 3)` preprocessed images → `(B, D)` unit-norm embeddings."""
+        """`(B, H, W, 3)` preprocessed images or uint8 pixels → `(B, D)` unit-norm rows."""
+        images = self.normalize_pixels(images)
         return self.image_normalization(self.image_encoder(images, training=training))
 
     def encode_text(self, token_ids, training=False):

@@ -272,6 +272,10 @@ def _training_data(config, model, tokenizer, start_step, distribution):
     from keras_clip.data import dataset
 
     options = dict(
+        # uint8 pixels, normalised by the model inside the step (and so per
+        # micro-batch when accumulating): a quarter of float32's bytes in
+        # every copy of the batch between the files and the towers.
+        image_dtype="uint8",
         preprocessing=model.preprocessing, batch_size=config.batch_size, training=True,
         tokenizer=tokenizer, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, repeat=True, skip_examples=start_step * config.batch_size,
@@ -300,6 +304,7 @@ def _validation_data(config, model, tokenizer, distribution):
         # Several TensorFlow workers split it by example: a validation set may
         # have fewer shards than there are workers.
         return make_dataset(config.validation_data, preprocessing=model.preprocessing,
+                            image_dtype="uint8",
                             batch_size=config.batch_size, training=False, tokenizer=tokenizer,
                             input_sharding="examples",
                             trim_token_ids=model.text_encoder.accepts_trimmed_token_ids)
@@ -309,6 +314,7 @@ def _validation_data(config, model, tokenizer, distribution):
     num_processes, index = distribution.input_worker
     part = config.batch_size // num_processes
     batches = make_dataset(config.validation_data, preprocessing=model.preprocessing,
+                           image_dtype="uint8",
                            batch_size=config.batch_size, training=False, tokenizer=tokenizer,
                            trim_token_ids=False)
     return batches.map(lambda batch: {key: value[index * part:(index + 1) * part]

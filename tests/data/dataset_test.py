@@ -41,6 +41,31 @@ def test_eval_batches_have_static_shapes_and_count_everything(shards, tokenizer)
     }
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_uint8_batches_are_the_float_batches_before_normalising(shards, tokenizer, training):
+    """image_dtype="uint8": the same images as pixels, before normalising."""
+    from keras_clip.data.image_ops import normalize
+    from keras_clip.preprocessing import CLIP_MEAN, CLIP_STD
+
+    pattern, _ = shards
+    options = dict(image_size=32, batch_size=4, training=training, tokenizer=tokenizer,
+                   seed=3, deterministic=True)
+    floats = next(iter(make_dataset(pattern, **options)))
+    pixels = next(iter(make_dataset(pattern, image_dtype="uint8", **options)))
+    assert pixels["images"].dtype == tf.uint8
+    np.testing.assert_array_equal(pixels["token_ids"], floats["token_ids"])
+    # The float batch's pixels, recovered: evaluation's resize is 8-bit
+    # already (equal); training's is rounded to 8 bits and saturated, as
+    # PIL's would be (within half a level of the clipped value).
+    levels = floats["images"].numpy() * np.array(CLIP_STD) * 255 + np.array(CLIP_MEAN) * 255
+    difference = np.abs(pixels["images"].numpy() - np.clip(levels, 0, 255))
+    assert difference.max() <= (0.5 if training else 0.0) + 1e-3
+    if not training:  # normalising the pixels gives the float batch
+        np.testing.assert_allclose(normalize(pixels["images"]).numpy(), floats["images"],
+                                   atol=1e-6)
+    assert float(np.std(levels)) > 10  # real pictures
+
+
 def test_damaged_records_and_files_are_skipped_and_counted(shards, tokenizer, tmp_path):
     pattern, count = shards
     files = sorted(tf.io.gfile.glob(pattern))

@@ -75,6 +75,33 @@ def test_fit_without_loss_argument_lowers_loss(preset):
     assert history["text_to_image_accuracy"][-1] > 0.5
 
 
+def test_uint8_pixels_are_normalised_with_the_preprocessing_record():
+    from keras_clip.data.image_ops import normalize
+
+    model = CLIPModel.from_preset("tiny-vit")
+    model.preprocessing = {**model.preprocessing.to_dict(), "mean": [0.5] * 3,
+                           "std": [0.25] * 3}  # not CLIP's: the record's are used
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
+    token_ids = synthetic_pairs(4, 32, model.context_length, 49408)["token_ids"]
+    inputs = normalize(pixels, mean=[0.5] * 3, std=[0.25] * 3).numpy()
+    expected = model({"images": inputs, "token_ids": token_ids})
+    got = model({"images": pixels, "token_ids": token_ids})
+    for key in expected:
+        np.testing.assert_allclose(to_numpy(got[key]), to_numpy(expected[key]), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(model.encode_image(pixels)),
+                               to_numpy(expected["image_embeddings"]), atol=1e-6)
+    # A training step on pixels is the step on their normalised inputs.
+    steps = []
+    for images in (pixels, inputs):
+        keras.utils.set_random_seed(0)
+        trained = CLIPModel.from_preset("tiny-vit")
+        trained.preprocessing = model.preprocessing
+        trained.compile(optimizer=keras.optimizers.SGD(1.0))
+        trained.fit({"images": images, "token_ids": token_ids}, batch_size=4, verbose=0)
+        steps.append([to_numpy(w) for w in trained.trainable_weights])
+    assert max(float(np.abs(a - b).max()) for a, b in zip(*steps)) <= 1e-5
+
+
 def test_logit_scale_stays_clamped_after_updates():
     model = tiny_clip()
     optimizer = keras.optimizers.SGD(learning_rate=1.0)
