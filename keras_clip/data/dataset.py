@@ -21,6 +21,8 @@ from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
 
 keep_tensorflow_on_the_host()  # before TensorFlow's first op
 
+#: Normalised inputs, or (uint8) pixels that `CLIPModel` normalises itself.
+IMAGE_DTYPES = ("float32", "bfloat16", "float16", "uint8")
 # Batches' id widths are rounded up to a multiple of this (few XLA shapes).
 TRIM_MULTIPLE = 16
 # Records decoded eagerly to find the first good one (see `check_delivers`).
@@ -155,6 +157,10 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
     Returns:
         A `tf.data.Dataset` of `{"images": (B, S, S, 3), "token_ids": (B, T)}`.
     """
+    image_dtype = tf.as_dtype(image_dtype).name
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype must be one of {', '.join(IMAGE_DTYPES)}, "
+                         f"not {image_dtype}.")
     if preprocessing is not None:
         image_size = image_size or preprocessing.image_size
         context_length = context_length or preprocessing.context_length

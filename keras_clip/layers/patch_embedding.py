@@ -40,6 +40,7 @@ class PatchEmbedding(keras.layers.Layer):
             kernel_size=patch_size,
             strides=patch_size,
             use_bias=False,
+            data_format="channels_last",  # the kernel layout the matmul reads
             dtype=self.dtype_policy,
             name="conv",
         )

@@ -1,6 +1,8 @@
 """CLIPModel: two towers and the objective that trains them."""
 
 
+from collections.abc import Mapping
+
 import keras
 import numpy as np
 from keras import ops
@@ -29,7 +31,9 @@ class CLIPModel(keras.Model):
     learned temperature `logit_scale` (started at `log(1 / 0.07)`, kept in
     `[0, log(100)]`). The objective's in-batch metrics (top-1 accuracies)
     are reported as metrics, and its weights are the model's attributes
-    (`model.logit_scale`).
+    (`model.logit_scale`). A loaded model is compiled with `jit_compile`
+    resolved anew by the backend that loads it (Keras saves the saving
+    backend's resolution, which another backend should not inherit).
 
     Args:
         image_encoder: an `ImageEncoder` (`VisionTransformer`,
@@ -147,6 +151,8 @@ class CLIPModel(keras.Model):
                 f"its inputs are padded with {record.pad_id} (the preprocessing record)."
             )
         self._preprocessing = record
+        # Its mean and std are constants of the traced steps (uint8 images).
+        self.train_function = self.test_function = self.predict_function = None
 
     @property
     def accumulation_steps(self):
@@ -193,21 +199,29 @@ class CLIPModel(keras.Model):
         ]
 
     def call(self, inputs, training=None, mask=None):
-        if isinstance(inputs, dict) and "images" in inputs:
+        if isinstance(inputs, Mapping) and "images" in inputs:
             inputs = {**inputs, "images": self.normalize_pixels(inputs["images"])}
         return super().call(inputs, training=training, mask=mask)
 
     def normalize_pixels(self, images):
         """uint8 `[0, 255]` pixels → the towers' inputs, `(x / 255 − mean) / std`.
 
-        The mean and std are the `preprocessing` record's; images of any
-        other dtype are taken as normalised already and returned as given.
+        The mean and std are the `preprocessing` record's; float images are
+        taken as normalised already and returned as given. Other integer
+        images are refused: pixels are uint8.
         """
-        if keras.backend.standardize_dtype(images.dtype) != "uint8":
+        if not hasattr(images, "dtype"):  # a list (tensors, arrays and symbols have one)
+            images = ops.convert_to_tensor(images)
+        dtype = keras.backend.standardize_dtype(images.dtype)
+        if dtype != "uint8":
+            if "int" in dtype or dtype == "bool":
+                raise ValueError(
+                    f"Images must be uint8 pixels or normalised floats, not {dtype}.")
             return images
         std = np.asarray(self.preprocessing.std, "float32")
-        scale, offset = 1.0 / (255.0 * std), -np.asarray(self.preprocessing.mean, "float32") / std
-        return ops.cast(images, "float32") * scale + offset
+        scale = ops.convert_to_tensor(1.0 / (255.0 * std))
+        offset = ops.convert_to_tensor(-np.asarray(self.preprocessing.mean, "float32") / std)
+        return ops.add(ops.multiply(ops.cast(images, "float32"), scale), offset)
 
     def encode_image(self, images, training=False):
         """`(B, H, W, 3)` preprocessed images or uint8 pixels → `(B, D)` unit-norm rows."""

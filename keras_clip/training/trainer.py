@@ -1,6 +1,7 @@
 """`train(config)`: strategy, data, model, optimizer, then `model.fit`."""
 
 import dataclasses
+import gc
 import json
 import math
 import tempfile
@@ -73,6 +74,7 @@ def train(config, callbacks=()):
     keras.utils.set_random_seed(config.seed)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(config.precision)
+    dataset = None
     try:
         with distribution.scope():
             model, start, tokenizer = _build_model(config, resumed, total_steps)
@@ -107,6 +109,12 @@ def train(config, callbacks=()):
         keras.config.set_dtype_policy(previous_policy)
         if write_dir != config.output_dir:
             files.rmtree(write_dir)
+        # The training pipeline repeats forever, and its prefetching threads
+        # live as long as its iterator, which a reference cycle through
+        # `fit` keeps until a collection: collected here, the run leaves
+        # nothing reading its shards (which a later step may rewrite).
+        dataset = None
+        gc.collect()
     return result
 
 
