@@ -58,6 +58,10 @@ def main():
         outputs = grpc_similarity(args.grpc, [args.image], args.texts)
     else:
         outputs = rest_similarity(args.rest, [args.image], args.texts)
+    # "softmax": the image's distribution over the texts; "sigmoid" (SigLIP):
+    # each text's own probability of matching it.
+    kind = outputs.get("probability_kind", ["softmax"])[0]
+    print(f"probability ({kind.decode() if isinstance(kind, bytes) else kind})")
     for text, probability in zip(args.texts, outputs["probabilities"][0]):
         print(f"{probability:.3f}  {text}")
 

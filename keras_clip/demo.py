@@ -44,7 +44,7 @@ def image_embeddings(model, images, batch_size=256):
 
 
 def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_size=128,
-             seed=0, plots=True, export_dir="saved_models/demo"):
+             seed=0, plots=True, export_dir="saved_models/demo", objective="contrastive"):
     """Runs the demo; prints a report and returns its numbers as a dict."""
     start = time.time()
     print(f"keras_clip demo on the {keras.backend.backend()} backend → {output_dir}/")
@@ -62,17 +62,19 @@ def run_demo(output_dir="keras_clip_demo", train_pairs=4000, steps=800, batch_si
     pattern = shapes_dataset.write_tfrecords(
         splits["train"], os.path.join(output_dir, "data", "train"), tokenizer)
 
-    print(f"2/4 training a tiny CLIP for {steps} steps of {batch_size}")
+    print(f"2/4 training a tiny CLIP for {steps} steps of {batch_size} ({objective} objective)")
     result = train({
         "architecture": architecture(tokenizer.vocabulary_size()), "train_data": pattern,
         "tokenizer": tokenizer_dir, "recipe": "small", "batch_size": batch_size,
         "steps": steps, "checkpoint_every": max(1, steps // 10), "resume": False,
         "seed": seed, "output_dir": os.path.join(output_dir, "run"), "shuffle_buffer": 1024,
+        "objective": objective,
     })
     model = result.model
 
     print("3/4 evaluating")
     report = evaluate(model, tokenizer, splits)
+    report["objective"] = objective
     report["seconds"] = round(time.time() - start, 1)
     report["model"] = result.model_path
     print_report(report)

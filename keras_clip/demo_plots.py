@@ -36,7 +36,8 @@ def save_all(output_dir, history, model, tokenizer, splits, query, query_images,
               "similarity matrix)")
         return []
     paths = [
-        _save(plt, _curves(plt, history, steps, checkpoint_every), output_dir, "curves.png"),
+        _save(plt, _curves(plt, history, steps, checkpoint_every, model.objective.name),
+              output_dir, "curves.png"),
         _save(plt, _similarity(plt, model, tokenizer, splits["validation"]), output_dir,
               "similarity.png"),
         _save(plt, _query(plt, query, query_images, query_captions, query_held_out),
@@ -63,10 +64,10 @@ def logged_steps(count, steps, checkpoint_every):
                      f"{checkpoint_every} steps nor {steps} steps.")
 
 
-def _curves(plt, history, steps, checkpoint_every):
+def _curves(plt, history, steps, checkpoint_every, objective="contrastive"):
     """Loss and logit scale (1 / temperature) against optimizer steps."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-    panels = (("loss", "contrastive loss (mean over each interval)", "tab:blue"),
+    panels = (("loss", f"{objective} loss (mean over each interval)", "tab:blue"),
               ("logit_scale", "logit scale (1 / temperature), at interval ends",
                "tab:orange"))
     for axis, (key, title, colour) in zip(axes, panels):

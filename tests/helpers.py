@@ -43,7 +43,8 @@ def assert_model_saves(model, inputs, tmp_path):
     return loaded
 
 
-def tiny_clip(vocabulary_size=1000, context_length=8, image_encoder=None):
+def tiny_clip(vocabulary_size=1000, context_length=8, image_encoder=None,
+              objective="contrastive"):
     """A small CLIPModel for fast tests (not a preset: a 1,000-token vocab)."""
     from keras_clip.models.clip_model import CLIPModel
     from keras_clip.models.text_transformer import TextTransformer
@@ -59,7 +60,7 @@ def tiny_clip(vocabulary_size=1000, context_length=8, image_encoder=None):
         hidden_dim=32, num_layers=1, num_heads=2, output_dim=16,
         end_of_text_id=vocabulary_size - 1,
     )
-    return CLIPModel(image_encoder, text_encoder)
+    return CLIPModel(image_encoder, text_encoder, objective=objective)
 
 
 
@@ -83,3 +84,18 @@ class StopAt(keras.callbacks.Callback):
         self.seen += 1
         if self.seen == self.step:
             self.stop()
+
+
+def recorded_logit_shapes(monkeypatch):
+    """The shapes of every logit matrix the chunked losses build, as they build them."""
+    from keras_clip.losses import chunked_rows
+
+    shapes, original = [], chunked_rows.scaled_logits
+
+    def recording(*args, **kwargs):
+        logits = original(*args, **kwargs)
+        shapes.append(tuple(logits.shape))
+        return logits
+
+    monkeypatch.setattr(chunked_rows, "scaled_logits", recording)
+    return shapes

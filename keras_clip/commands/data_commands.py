@@ -17,7 +17,10 @@ from keras_clip.data.tokenizer_spec import (
 DEMO_EXAMPLE = """example:
   keras-clip demo                      # TensorFlow backend, about 3 minutes on 2 cores
   KERAS_BACKEND=jax keras-clip demo --output-dir /tmp/demo
+  keras-clip demo --objective sigmoid --output-dir /tmp/demo-siglip   # SigLIP's loss
 """
+# The names of `keras_clip.losses.OBJECTIVES`, here so that --help imports no Keras.
+OBJECTIVE_NAMES = ("contrastive", "sigmoid")
 
 
 def demo_parser(subparsers):
@@ -37,6 +40,8 @@ def demo_parser(subparsers):
     parser.add_argument("--steps", type=at_least(1), default=800, help="training steps")
     parser.add_argument("--batch-size", type=at_least(1), default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--objective", choices=OBJECTIVE_NAMES, default="contrastive",
+                        help="CLIP's softmax contrastive loss or SigLIP's pairwise sigmoid")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
     parser.add_argument("--export-dir", default="saved_models/demo",
                         help="TF Serving directory for the trained model ('' to skip)")
@@ -48,7 +53,7 @@ def demo(args):
 
     run_demo(output_dir=args.output_dir, train_pairs=args.train_pairs,
              steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-             plots=not args.no_plots, export_dir=args.export_dir)
+             plots=not args.no_plots, export_dir=args.export_dir, objective=args.objective)
     return 0
 
 

@@ -12,8 +12,10 @@ class ServingModule(tf.Module):
     evaluation preprocessing of `image_ops.preprocess_for_eval` with the
     model's preprocessing record (its mean and std); texts arrive as strings
     and go through the `CLIPTokenizer`. Logits and probabilities are the
-    model's objective's (softmax over the texts for CLIP's). With a
-    zero-shot classifier (`class_names` and `(C, D)` weights), `classify`
+    model's objective's: softmax over the texts for CLIP's, each pair's
+    sigmoid for SigLIP's; `similarity` and `classify` say which in
+    `probability_kind`, one string per image ("softmax" or "sigmoid"). With
+    a zero-shot classifier (`class_names` and `(C, D)` weights), `classify`
     is added.
     """
 
@@ -84,14 +86,20 @@ class ServingModule(tf.Module):
         images = self._embed_images(image_bytes)["embeddings"]
         texts = self._embed_texts(texts)["embeddings"]
         logits = self.objective.logits(self.objective_weights, images, texts)
-        return {"logits": logits, "probabilities": self.objective.probabilities(logits)}
+        return {"logits": logits, "probabilities": self.objective.probabilities(logits),
+                "probability_kind": self._probability_kind(images)}
 
     def _classify(self, image_bytes):
         images = self._embed_images(image_bytes)["embeddings"]
         logits = self.objective.logits(self.objective_weights, images, self.classifier)
         best = tf.argmax(logits, axis=-1)
         return {"probabilities": self.objective.probabilities(logits),
-                "top_class": tf.gather(self.class_names, best)}
+                "top_class": tf.gather(self.class_names, best),
+                "probability_kind": self._probability_kind(images)}
+
+    def _probability_kind(self, images):
+        """`(N,)` strings naming what `probabilities` are, one per image (a row)."""
+        return tf.fill(tf.shape(images)[:1], self.objective.probability_kind)
 
     def signatures(self):
         signatures = {

@@ -47,6 +47,7 @@ class ContrastiveObjective(Objective):
     name = "contrastive"
     weight_names = ("logit_scale",)
     metric_names = ("image_to_text_accuracy", "text_to_image_accuracy")
+    probability_kind = "softmax"
 
     def __init__(self, logit_scale_init=math.log(1 / 0.07), max_logit_scale=math.log(100.0)):
         self.logit_scale_init = logit_scale_init

@@ -13,12 +13,16 @@ class Objective:
     Subclasses set `name`, `weight_names` (the model weights
     `create_weights` adds, also the model's attribute names) and
     `metric_names` (the per-row values `loss` returns, averaged by the
-    model's metrics), and keep their constructor arguments in `get_config`.
+    model's metrics) and `probability_kind`, and keep their constructor arguments in `get_config`.
     """
 
     name = None
     weight_names = ()
     metric_names = ()
+    #: What `probabilities` are, as the serving functions report them:
+    #: "softmax" (each image's distribution over the texts) or "sigmoid"
+    #: (each pair's own probability of matching).
+    probability_kind = None
 
     def create_weights(self, model):
         """Adds this objective's weights to `model`; returns them by name."""

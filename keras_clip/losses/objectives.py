@@ -4,9 +4,13 @@ import keras
 
 from keras_clip.losses.contrastive_objective import ContrastiveObjective
 from keras_clip.losses.objective import Objective
+from keras_clip.losses.sigmoid_objective import SigmoidObjective
 
 #: Name → objective class; a new objective is one entry here.
-OBJECTIVES = {ContrastiveObjective.name: ContrastiveObjective}
+OBJECTIVES = {
+    ContrastiveObjective.name: ContrastiveObjective,
+    SigmoidObjective.name: SigmoidObjective,
+}
 
 
 def get_objective(identifier):

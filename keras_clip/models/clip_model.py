@@ -40,8 +40,9 @@ class CLIPModel(keras.Model):
             `ModifiedResNet`).
         text_encoder: a `TextEncoder` (`TextTransformer`,
             `BagOfWordsEncoder`) with the same `output_dim`.
-        objective: a name in `keras_clip.losses.OBJECTIVES`
-            (`"contrastive"`) or an `Objective`.
+        objective: a name in `keras_clip.losses.OBJECTIVES` (`"contrastive"`,
+            CLIP's; `"sigmoid"`, SigLIP's pairwise loss with a learned scale
+            and bias, `model.logit_bias`) or an `Objective`.
         preprocessing: the `Preprocessing` record (or its dict) of the
             inputs the towers were trained on; default: CLIP's mean and std
             at the towers' image size and context length. Saved with the
@@ -262,6 +263,15 @@ class CLIPModel(keras.Model):
         config["jit_compile"] = "auto"
         self.compile(**config)
         self.optimizer.build(self.trainable_variables)
+
+    def make_train_function(self, force=False):
+        # Outside a tf.distribute scope Keras builds the optimizer inside the
+        # first traced step, and a tf.function that creates variables is
+        # traced twice: built here, the step is traced once (5 s less for a
+        # tiny model on TensorFlow).
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+        return super().make_train_function(force)
 
     # Keras' own steps (`(data)`, or `(state, data)` on JAX), except with
     # accumulation steps (this backend's cached-gradient step) and on

@@ -67,6 +67,9 @@ class TrainConfig:
         "positions are interpolated")
     context_length: typing.Optional[int] = _key(
         None, "tokens per caption (default: the preset's)")
+    objective: typing.Optional[str] = _key(
+        None, "'contrastive' (CLIP's softmax) or 'sigmoid' (SigLIP's pairwise loss); "
+        "default: a new model's is contrastive, a fine-tuned model keeps its own")
     remat: bool = _key(False, "recompute transformer blocks in the backward pass "
                        "(less memory)")
     # Data
@@ -292,6 +295,12 @@ def _value_problems(config):
         value = getattr(config, key)
         if value is not None and not least <= value <= MAX_SIZE:
             yield f"{key} must be in [{least}, {MAX_SIZE}], got {value}"
+    if config.objective is not None:
+        from keras_clip.losses.objectives import OBJECTIVES
+
+        if config.objective not in OBJECTIVES:
+            yield (f"objective must be one of {', '.join(OBJECTIVES)}, "
+                   f"got {config.objective!r}")
     if config.precision not in PRECISIONS:
         yield f"precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}"
     if config.num_processes is not None and config.num_processes < 1:

@@ -20,6 +20,7 @@ SHOWN = {
     "text_to_image_accuracy": "t2i acc",
     "learning_rate": "lr",
     "logit_scale": "scale",
+    "logit_bias": "bias",
     "batch_size": "batch",
 }
 

@@ -80,7 +80,7 @@ def train(config, callbacks=()):
             model, start, tokenizer = _build_model(config, resumed, total_steps)
             config = dataclasses.replace(  # config.json records what was used
                 config, image_size=model.image_size, context_length=model.context_length,
-                **recipe.adam_defaults(config, model))
+                objective=model.objective.name, **recipe.adam_defaults(config, model))
             record = given.record(config)
             record[USED][INPUT_WORKERS] = distribution.input_workers
             _write_config(record, write_dir)
@@ -210,6 +210,11 @@ def _new_model(config):
                 f"Invalid training config: context_length={config.context_length}, but "
                 f"{config.preset} reads {model.context_length} tokens (fixed by its "
                 "positional embeddings).")
+        if config.objective not in (None, model.objective.name):
+            # The towers, trained on from a new objective's starting weights.
+            model = CLIPModel(model.image_encoder, model.text_encoder,
+                              objective=config.objective, preprocessing=model.preprocessing,
+                              name=model.name)
         return model, _tokenizer(config, model.context_length)
     if config.architecture is not None:
         architecture = config.architecture
@@ -225,7 +230,8 @@ def _new_model(config):
         architecture, config.image_size, config.context_length, **vocabulary)
     image, text = clip_presets.build_towers_from(architecture, config.precision)
     name = clip_presets.model_name(config.preset) if config.preset else "clip"
-    return CLIPModel(image, text, name=name), tokenizer
+    return CLIPModel(image, text, objective=config.objective or "contrastive",
+                     name=name), tokenizer
 
 
 def _check_vocabulary(config, model, tokenizer):

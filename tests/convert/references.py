@@ -65,6 +65,12 @@ def open_clip_model_module():
     return importlib.import_module(f"{REFERENCE_PACKAGE}.model")
 
 
+def open_clip_loss_module():
+    """OpenCLIP's `open_clip.loss` module (`ClipLoss`, `SigLipLoss`), unmodified."""
+    open_clip_model_module()
+    return importlib.import_module(f"{REFERENCE_PACKAGE}.loss")
+
+
 def open_clip_model(config, seed=0):
     """An OpenCLIP `CLIP` built from a model-config dict, in eval mode."""
     import torch

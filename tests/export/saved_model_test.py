@@ -42,16 +42,8 @@ def predict_request(images, texts):
     return request
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from keras_clip.data.clip_tokenizer import CLIPTokenizer
-
-    root = tmp_path_factory.mktemp("export")
-    model = CLIPModel.from_preset("tiny-vit")
-    tokenizer = CLIPTokenizer.train(["a red thing", "a blue thing", "a café"] * 4,
-                                    vocabulary_size=600, context_length=16)
-    path = export_saved_model(model, tokenizer, str(root / "clip"), class_names=CLASSES,
-                              templates=("a {}.", "the {}"))
+def write_requests(root, model, tokenizer):
+    """`serve_exported.py`'s requests: 3 images and 3 texts, their model inputs, the file."""
     images = [encode(photo(0)), encode(photo(1, (70, 30)), "PNG"), encode(photo(2))]
     texts = ["a red thing", "", "a café on the left"]
     pixels = np.stack([image_ops.preprocess_for_eval(b, model.image_size).numpy() for b in images])
@@ -59,22 +51,45 @@ def exported(tmp_path_factory):
     requests = root / "requests.npz"
     np.savez(requests, image_bytes=np.array(images, dtype=object).astype(bytes),
              texts=np.array(texts), pixels=pixels, token_ids=token_ids)
+    return images, texts, pixels, token_ids, requests
+
+
+def serve(path, requests, out, *rest):
+    """Runs `serve_exported.py` on an export (TensorFlow only); returns its responses."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "export", "serve_exported.py"), path,
+         str(requests), str(out), *map(str, rest)],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(out))
+
+
+def small_tokenizer():
+    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+
+    return CLIPTokenizer.train(["a red thing", "a blue thing", "a café"] * 4,
+                               vocabulary_size=600, context_length=16)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model = CLIPModel.from_preset("tiny-vit")
+    tokenizer = small_tokenizer()
+    path = export_saved_model(model, tokenizer, str(root / "clip"), class_names=CLASSES,
+                              templates=("a {}.", "the {}"))
+    images, texts, pixels, token_ids, requests = write_requests(root, model, tokenizer)
     out = root / "responses.npz"
     rest = root / "rest.json"
     rest.write_text(json.dumps(rest_bodies(images, texts)))
     grpc_request, grpc_response = root / "request.pb", root / "response.pb"
     grpc_request.write_bytes(predict_request(images, texts).SerializeToString())
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "export", "serve_exported.py"), path,
-         str(requests), str(out), str(rest), str(grpc_request), str(grpc_response)],
-        capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    responses = serve(path, requests, out, rest, grpc_request, grpc_response)
     from tensorflow_serving.apis import predict_pb2
 
     response = predict_pb2.PredictResponse()
     response.ParseFromString(grpc_response.read_bytes())
-    responses = dict(np.load(out))
     responses["grpc"] = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
     return model, tokenizer, path, pixels, token_ids, responses
 
@@ -94,6 +109,32 @@ def test_every_signature_matches_the_model_in_a_process_without_keras(exported):
     assert out["classify_probabilities"].shape == (3, len(CLASSES))
     best = out["classify_probabilities"].argmax(axis=1)
     assert [c.decode() for c in out["classify_top_class"]] == [CLASSES[i] for i in best]
+    for name in ("similarity", "classify"):  # one per image, as a row output must be
+        assert out[f"{name}_probability_kind"].tolist() == [b"softmax"] * 3
+
+
+@pytest.mark.backend_independent
+def test_a_sigmoid_model_serves_each_pairs_sigmoid(tmp_path):
+    # SigLIP's objective, with a bias that leaves the probabilities mid-range.
+    from keras_clip.losses import SigmoidObjective
+
+    towers = CLIPModel.from_preset("tiny-vit")
+    model = CLIPModel(towers.image_encoder, towers.text_encoder,
+                      objective=SigmoidObjective(logit_bias_init=-1.0))
+    tokenizer = small_tokenizer()
+    path = export_saved_model(model, tokenizer, str(tmp_path / "sigmoid"), class_names=CLASSES)
+    *_, pixels, token_ids, requests = write_requests(tmp_path, model, tokenizer)
+    out = serve(path, requests, tmp_path / "responses.npz")
+    logits = (np.exp(to_numpy(model.logit_scale)) * to_numpy(model.encode_image(pixels))
+              @ to_numpy(model.encode_text(token_ids)).T + to_numpy(model.logit_bias))
+    np.testing.assert_allclose(out["similarity_logits"], logits, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out["similarity_probabilities"], 1 / (1 + np.exp(-logits)),
+                               atol=1e-5)
+    assert np.abs(out["similarity_probabilities"].sum(axis=1) - 1.0).max() > 0.1
+    best = out["classify_probabilities"].argmax(axis=1)
+    assert [c.decode() for c in out["classify_top_class"]] == [CLASSES[i] for i in best]
+    for name in ("similarity", "classify"):
+        assert out[f"{name}_probability_kind"].tolist() == [b"sigmoid"] * 3
 
 
 def test_rest_and_grpc_requests_get_the_signatures_answers(exported):

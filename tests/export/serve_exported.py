@@ -29,9 +29,11 @@ out = {
 similarity = signatures["similarity"](image_bytes=images, texts=texts)
 out["similarity_logits"] = similarity["logits"]
 out["similarity_probabilities"] = similarity["probabilities"]
+out["similarity_probability_kind"] = similarity["probability_kind"].numpy().astype(bytes)
 classify = signatures["classify"](image_bytes=images)
 out["classify_probabilities"] = classify["probabilities"]
 out["classify_top_class"] = classify["top_class"].numpy().astype(bytes)
+out["classify_probability_kind"] = classify["probability_kind"].numpy().astype(bytes)
 # Bad requests: a clear error, and the server keeps answering.
 try:
     signatures["embed_images"](image_bytes=tf.constant([b"not an image"]))
@@ -65,7 +67,10 @@ if len(sys.argv) > 4:
             inputs = {name: tf.constant(rows)}
         else:
             inputs = {k: tf.constant(decode(v)) for k, v in body["inputs"].items()}
-        out[f"rest_{i}"] = next(iter(signature(**inputs).values()))
+        # The first numeric output by name (similarity's logits, not probability_kind).
+        answers = signature(**inputs)
+        out[f"rest_{i}"] = next(answers[k] for k in sorted(answers)
+                                if answers[k].dtype != tf.string)
     # gRPC: a serialized PredictRequest in, a serialized PredictResponse out.
     from tensorflow_serving.apis import predict_pb2
 

@@ -11,10 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from keras_clip.losses import chunked_contrastive_loss
 from keras_clip.losses.chunked_contrastive_loss import contrastive_loss_and_gradients
 from keras_clip.losses.contrastive_loss import contrastive_logits, top1_hits
-from tests.helpers import to_numpy
+from tests.helpers import recorded_logit_shapes, to_numpy
 
 LOG_SCALE = np.float32(np.log(1 / 0.07))
 
@@ -85,13 +84,6 @@ def test_replicas_shares_add_up_to_the_global_gradient(batch):
 
 def test_no_more_than_a_chunk_of_logits_is_held(batch, monkeypatch):
     image, text, _, _ = batch
-    shapes, original = [], chunked_contrastive_loss.scaled_logits
-
-    def recording(*args, **kwargs):
-        logits = original(*args, **kwargs)
-        shapes.append(tuple(logits.shape))
-        return logits
-
-    monkeypatch.setattr(chunked_contrastive_loss, "scaled_logits", recording)
+    shapes = recorded_logit_shapes(monkeypatch)
     contrastive_loss_and_gradients(image[:1000], text[:1000], LOG_SCALE, chunk_size=256)
     assert set(shapes) == {(256, 1000)}

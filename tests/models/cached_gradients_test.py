@@ -20,10 +20,12 @@ from tests.helpers import to_numpy
 BATCH = 16
 
 
-def one_step(preset, accumulation_steps, prepare=None, batch=BATCH):
+def one_step(preset, accumulation_steps, prepare=None, batch=BATCH, objective=None):
     """The weights before, the weights after one step, the logs, and the model."""
     keras.utils.set_random_seed(0)
     model = CLIPModel.from_preset(preset)
+    if objective is not None:
+        model = CLIPModel(model.image_encoder, model.text_encoder, objective=objective)
     if prepare:
         prepare(model)
     model.accumulation_steps = accumulation_steps
@@ -46,10 +48,11 @@ def assert_same_step(whole, accumulated, tolerance=1e-5):
         np.testing.assert_allclose(accumulated[2][key], values, atol=1e-5, err_msg=key)
 
 
-@pytest.mark.parametrize("preset", ["tiny-vit", "tiny-bow"])
-def test_an_accumulated_step_is_the_whole_batch_step(preset):
-    whole = one_step(preset, 1)
-    assert_same_step(whole, one_step(preset, 4))
+@pytest.mark.parametrize("preset, objective", [("tiny-vit", None), ("tiny-bow", None),
+                                                ("tiny-vit", "sigmoid")])
+def test_an_accumulated_step_is_the_whole_batch_step(preset, objective):
+    whole = one_step(preset, 1, objective=objective)
+    assert_same_step(whole, one_step(preset, 4, objective=objective))
 
 
 def locked_and_rematerialised(model):

@@ -15,11 +15,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def train(strategy, initial_weights, data, accumulation_steps=1):
+def train(strategy, initial_weights, data, accumulation_steps=1, objective="contrastive"):
     import tensorflow as tf
 
     with strategy.scope():
-        model = tiny_clip()
+        model = tiny_clip(objective=objective)
         model.set_weights(initial_weights)
         model.accumulation_steps = accumulation_steps
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
@@ -61,6 +61,21 @@ def test_two_replicas_accumulating_train_to_the_single_device_weights(setup):
     mirrored, initial, data, single = setup
     accumulated = train(mirrored, initial, data, accumulation_steps=2)
     assert max_difference(accumulated, single) <= 1e-5
+
+
+@pytest.mark.parametrize("accumulation_steps", [1, 2])
+def test_two_replicas_train_sigmoid_to_the_single_device_weights(setup, accumulation_steps):
+    # SigLIP's loss: each replica's images against every replica's captions.
+    import tensorflow as tf
+
+    mirrored, _, data, _ = setup
+    keras.utils.set_random_seed(0)
+    initial = tiny_clip(objective="sigmoid").get_weights()
+    device = tf.config.list_logical_devices("CPU")[0].name
+    single = train(tf.distribute.OneDeviceStrategy(device), initial, data, objective="sigmoid")
+    replicated = train(mirrored, initial, data, accumulation_steps, objective="sigmoid")
+    assert max_difference(single, initial) > 1e-3
+    assert max_difference(replicated, single) <= 1e-5
 
 
 def test_without_the_gather_the_weights_differ(setup, monkeypatch):

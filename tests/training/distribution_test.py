@@ -42,26 +42,31 @@ def config(data, output_dir, distribution):
 
 
 def run_processes(configs, tmp_path, environments, options=()):
-    """Runs `run_distributed` once per (config, environment); returns weights.
+    """Runs `run_distributed` once per (config, environment), all at once.
 
-    `options`: `run_distributed`'s; with `--stop-at` no weights are expected.
+    `options`: `run_distributed`'s, the same for every process, or a list
+    of them, one per process. Returns each process's final weights (None
+    for one run with `--stop-at`, which writes none) and outputs.
     """
+    if not options or not isinstance(options[0], (list, tuple)):
+        options = [options] * len(configs)
     processes = []
-    for i, (cfg, env) in enumerate(zip(configs, environments)):
+    for i, (cfg, env, extra) in enumerate(zip(configs, environments, options)):
         path = tmp_path / f"config-{i}.json"
         path.write_text(json.dumps(cfg))
         (tmp_path / f"weights-{i}.npz").unlink(missing_ok=True)
         command = [sys.executable, "-m", "tests.training.run_distributed", str(path),
-                   str(tmp_path / f"weights-{i}.npz"), *map(str, options)]
+                   str(tmp_path / f"weights-{i}.npz"), *map(str, extra)]
         full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env)
         processes.append(subprocess.Popen(command, cwd=ROOT, env=full_env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = [p.communicate(timeout=600)[0] for p in processes]
-    if "--stop-at" in options:
-        assert all(p.returncode == 0 for p in processes), outputs[0][-3000:]
-        return None, outputs
     weights = []
-    for i, output in enumerate(outputs):
+    for i, (process, output, extra) in enumerate(zip(processes, outputs, options)):
+        assert process.returncode == 0, output[-3000:]
+        if "--stop-at" in extra:
+            weights.append(None)
+            continue
         path = tmp_path / f"weights-{i}.npz"
         assert path.exists(), output[-3000:]
         arrays = np.load(path)
@@ -73,17 +78,20 @@ def max_difference(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
-def initial_weights():
+def initial_weights(objective="contrastive"):
     """What train() starts from: it seeds with the config's seed (0)."""
     from keras_clip import CLIPModel
 
     keras.utils.set_random_seed(0)
-    return [keras.ops.convert_to_numpy(w) for w in CLIPModel.from_preset("tiny-vit").weights]
+    model = CLIPModel.from_preset("tiny-vit")
+    model = CLIPModel(model.image_encoder, model.text_encoder, objective=objective)
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
 
 
-def assert_same_training(single, replicated):
+def assert_same_training(single, replicated, objective="contrastive"):
     assert len(single) == len(replicated)
-    assert max_difference(single, initial_weights()) > 1e-3  # training moved them
+    # Training moved them.
+    assert max_difference(single, initial_weights(objective)) > 1e-3
     assert max_difference(single, replicated) <= 1e-5
 
 
@@ -101,15 +109,18 @@ def test_mirrored_over_two_cpus_matches_one_device(data, tmp_path):
 def test_jax_data_parallel_over_two_host_devices_accumulating_matches_one_device(data,
                                                                                 tmp_path):
     # Each device's 4 rows of the global 8 as 2 micro-batches of 2: the step
-    # is one device's whole-batch step. (The two-process test below runs
-    # DataParallel without accumulation.)
+    # is one device's whole-batch step. With SigLIP's objective (the step
+    # sees the global batch whatever the objective; the two-process test
+    # below runs CLIP's, without accumulation).
     env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    sigmoid = {"objective": "sigmoid"}
     (single, parallel), outputs = run_processes(
-        [config(data, tmp_path / "single", "none"),
-         dict(config(data, tmp_path / "parallel", "data_parallel"), accumulation_steps=2)],
+        [dict(config(data, tmp_path / "single", "none"), **sigmoid),
+         dict(config(data, tmp_path / "parallel", "data_parallel"), accumulation_steps=2,
+              **sigmoid)],
         tmp_path, [env, env])
     assert "trained with data_parallel over 2 replicas" in outputs[1]
-    assert_same_training(single, parallel)
+    assert_same_training(single, parallel, objective="sigmoid")
 
 
 def free_ports(count):
@@ -131,10 +142,11 @@ def test_two_workers_on_localhost_train_as_one_fed_their_global_batches(data, tm
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})}
         for i in range(2)]
     multi = config(data, tmp_path / "multi", "multi_worker")
-    (chief, other), outputs = run_processes([multi, multi], tmp_path, environments)
+    # The one-process reference runs beside the two workers.
+    (chief, other, single), outputs = run_processes(
+        [multi, multi, config(data, tmp_path / "single", "none")], tmp_path,
+        [*environments, {"KERAS_BACKEND": "tensorflow"}], [(), (), ("--as-workers", 2)])
     assert "trained with multi_worker over 2 replicas" in outputs[0]
-    (single,), _ = run_processes([config(data, tmp_path / "single", "none")], tmp_path,
-                                 [{"KERAS_BACKEND": "tensorflow"}], ["--as-workers", 2])
     assert_same_training(single, chief)
     assert max_difference(chief, other) == 0.0
     # Only the chief's files land in output_dir.
@@ -158,14 +170,15 @@ def test_two_jax_processes_train_as_one_fed_their_global_batches(data, tmp_path)
         return [{**multi, "coordinator_address": address, "num_processes": 2,
                  "process_id": index} for index in range(2)]
 
-    run_processes(processes(), tmp_path, [environment] * 2, ["--stop-at", 3])
+    # The one-process reference runs beside the two processes killed at step 3.
+    single = {**multi, "output_dir": str(tmp_path / "single"), "distribution": "none"}
+    (_, _, reference), _ = run_processes(
+        [*processes(), single], tmp_path, [environment, environment, {"KERAS_BACKEND": "jax"}],
+        [("--stop-at", 3), ("--stop-at", 3), ("--as-workers", 2)])
     checkpoints = tmp_path / "multi" / "checkpoints"
     assert sorted(os.listdir(checkpoints)) == ["latest.json", "step-000000002.keras"]
     (chief, other), outputs = run_processes(processes(), tmp_path, [environment] * 2)
     assert "trained with data_parallel over 2 replicas" in outputs[0]
-    single = {**multi, "output_dir": str(tmp_path / "single"), "distribution": "none"}
-    (reference,), _ = run_processes([single], tmp_path, [{"KERAS_BACKEND": "jax"}],
-                                    ["--as-workers", 2])
     assert_same_training(reference, chief)
     assert max_difference(chief, other) == 0.0
     # Only process 0 writes into output_dir: one TensorBoard file per run.
@@ -236,16 +249,16 @@ def test_two_torch_processes_train_as_one_fed_their_global_batches(data, tmp_pat
     environments = [{"KERAS_BACKEND": "torch", "MASTER_ADDR": "localhost",
                      "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank),
                      "LOCAL_RANK": str(rank)} for rank in range(2)]
-    (chief, other), outputs = run_processes([multi, multi], tmp_path, environments)
-    assert "trained with data_parallel over 2 replicas" in outputs[0]
     single = {**multi, "output_dir": str(tmp_path / "single"), "distribution": "none"}
-    (reference,), single_outputs = run_processes([single], tmp_path, [{"KERAS_BACKEND": "torch"}],
-                                                 ["--as-workers", 2])
+    # The one-process reference runs beside the two processes.
+    (chief, other, reference), outputs = run_processes(
+        [multi, multi, single], tmp_path, [*environments, {"KERAS_BACKEND": "torch"}],
+        [(), (), ("--as-workers", 2)])
+    assert "trained with data_parallel over 2 replicas" in outputs[0]
     assert_same_training(reference, chief)
     assert max_difference(chief, other) == 0.0
     assert os.path.exists(tmp_path / "multi" / "model.keras")
-    validation = [float(re.search(r"val_loss (\S+)", text).group(1))
-                  for text in (outputs[0], outputs[1], single_outputs[0])]
+    validation = [float(re.search(r"val_loss (\S+)", text).group(1)) for text in outputs]
     np.testing.assert_allclose(validation, validation[-1], rtol=1e-5)
 
 

@@ -38,7 +38,8 @@ def max_difference(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
-def run_subprocess(config, tmp_path, kill_at=None):
+def start_subprocess(config, tmp_path, kill_at=None):
+    """`train(config)` in a new process (killed after step `kill_at`, if given)."""
     path = tmp_path / f"config-{len(os.listdir(tmp_path))}.json"
     path.write_text(json.dumps(config))
     command = [sys.executable, "-m", "tests.training.run_train", str(path)]
@@ -46,8 +47,14 @@ def run_subprocess(config, tmp_path, kill_at=None):
         command.append(str(kill_at))
     env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(),
                TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finished(process):
+    """`(returncode, stderr)` of a process from `start_subprocess`."""
+    _, stderr = process.communicate(timeout=600)
+    return process.returncode, stderr
 
 
 @pytest.mark.slow
@@ -60,19 +67,19 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights(data, tm
     # dense sum does, although the gradients agree to 1e-6 (README, "Large
     # batches"). Adam's epsilon is 1 (as in distribution_test): with 1e-6, a
     # gradient that is zero up to rounding moves a weight by ±lr.
+    # The uninterrupted run trains here while the killed one runs.
     steps = 2 if keras.backend.backend() == "tensorflow" else 1
-    whole = run_subprocess(tiny_config(data, tmp_path / "whole", epsilon=1.0,
-                                       accumulation_steps=steps), tmp_path)
-    assert whole.returncode == 0, whole.stderr[-3000:]
     interrupted = tiny_config(data, tmp_path / "interrupted", epsilon=1.0,
                               accumulation_steps=steps)
-    killed = run_subprocess(dict(interrupted, accumulation_steps=2), tmp_path, kill_at=3)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    killed = start_subprocess(dict(interrupted, accumulation_steps=2), tmp_path, kill_at=3)
+    train(tiny_config(data, tmp_path / "whole", epsilon=1.0, accumulation_steps=steps))
+    returncode, stderr = finished(killed)
+    assert returncode == -signal.SIGKILL, stderr[-3000:]
     checkpoints = str(tmp_path / "interrupted" / "checkpoints")
     assert latest_checkpoint(checkpoints)[0] == 2  # step 3 was lost with the process
     assert not os.path.exists(tmp_path / "interrupted" / "model.keras")
-    resumed = run_subprocess(interrupted, tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    returncode, stderr = finished(start_subprocess(interrupted, tmp_path))
+    assert returncode == 0, stderr[-3000:]
     assert latest_checkpoint(checkpoints)[0] == 6
 
     expected = weights_of(str(tmp_path / "whole" / "model.keras"))
@@ -190,3 +197,31 @@ def test_a_file_sharded_run_resumes_only_with_its_number_of_input_workers(tmp_pa
     (tmp_path / "config.json").write_text(json.dumps(
         {USED: {**examples.to_dict(), trainer.INPUT_WORKERS: 2}}))
     trainer._check_continues(examples, 1)  # one stream, whoever reads it
+
+
+def test_the_sigmoid_objective_trains_is_recorded_and_can_be_switched(data, tmp_path):
+    from keras_clip import load_model
+    from keras_clip.losses import ContrastiveObjective, SigmoidObjective
+
+    config = tiny_config(data, tmp_path / "sigmoid", steps=2, warmup_steps=1,
+                         objective="sigmoid")
+    result = train(config)
+    assert isinstance(result.model.objective, SigmoidObjective)
+    assert np.isfinite(result.history["logit_bias"]).all()
+    assert float(to_numpy(result.model.logit_bias)) != -10.0  # trained from its start
+    used = json.loads((tmp_path / "sigmoid" / "config.json").read_text())["used"]
+    assert used["objective"] == "sigmoid"
+    loaded = load_model(result.model_path)
+    assert isinstance(loaded.objective, SigmoidObjective)
+    assert float(to_numpy(loaded.logit_bias)) == float(to_numpy(result.model.logit_bias))
+    # Its checkpoint continues only a sigmoid run.
+    with pytest.raises(ValueError, match='holds a run with objective="sigmoid"'):
+        train(dict(config, steps=4, objective="contrastive"))
+    # Fine-tuning the saved towers under CLIP's objective: the towers carry over.
+    switched = train(tiny_config(data, tmp_path / "switched", preset=result.model_path,
+                                 steps=1, warmup_steps=0, learning_rate=1e-12,
+                                 objective="contrastive"))
+    assert isinstance(switched.model.objective, ContrastiveObjective)
+    image = switched.model.image_encoder.weights
+    assert max_difference([to_numpy(w) for w in image],
+                          [to_numpy(w) for w in loaded.image_encoder.weights]) < 1e-6
