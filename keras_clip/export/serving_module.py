@@ -33,6 +33,11 @@ class ServingModule(tf.Module):
         self.preprocessing = model.preprocessing  # its mean and std normalise images
         self.vocabulary_size = model.text_encoder.vocabulary_size
         self.objective, self.objective_weights = model.objective, model.objective_weights
+        if self.objective.probability_kind not in ("softmax", "sigmoid"):
+            raise ValueError(
+                f"The {self.objective.name!r} objective ({type(self.objective).__name__}) "
+                "must say what its probabilities are to be served: set its "
+                "probability_kind to 'softmax' or 'sigmoid'.")
         self.class_names = None
         if class_names is not None:
             self.class_names = tf.constant(list(class_names))

@@ -165,6 +165,12 @@ def _build_model(config, resumed, total_steps):
     if resumed:
         # Weights, optimizer state and the step counter, as saved.
         model = read_model(resumed[1])
+        if config.objective not in (None, model.objective.name):  # a run without a record
+            raise ValueError(
+                f"Invalid training config: {config.output_dir} holds a run with objective="
+                f"{json.dumps(model.objective.name)}, not {json.dumps(config.objective)}, and "
+                f"its checkpoint can only continue that run. "
+                f"{_NEW_RUN.format(config.output_dir)}")
         tokenizer = _tokenizer(config, model.context_length)
     else:
         model, tokenizer = _new_model(config)
@@ -211,6 +217,11 @@ def _new_model(config):
                 f"{config.preset} reads {model.context_length} tokens (fixed by its "
                 "positional embeddings).")
         if config.objective not in (None, model.objective.name):
+            if config.wise_ft_alpha is not None:
+                raise ValueError(
+                    f"Invalid training config: wise_ft_alpha blends two models of one "
+                    f"objective, but {config.preset} was trained with "
+                    f"objective={model.objective.name!r}, not {config.objective!r}.")
             # The towers, trained on from a new objective's starting weights.
             model = CLIPModel(model.image_encoder, model.text_encoder,
                               objective=config.objective, preprocessing=model.preprocessing,

@@ -131,6 +131,13 @@ def test_a_sigmoid_model_serves_each_pairs_sigmoid(tmp_path):
     np.testing.assert_allclose(out["similarity_probabilities"], 1 / (1 + np.exp(-logits)),
                                atol=1e-5)
     assert np.abs(out["similarity_probabilities"].sum(axis=1) - 1.0).max() > 0.1
+    from keras_clip.evaluation.zero_shot import TEMPLATES, zero_shot_classifier
+
+    classifier = to_numpy(zero_shot_classifier(model, tokenizer, CLASSES, TEMPLATES))
+    logits = (np.exp(to_numpy(model.logit_scale)) * to_numpy(model.encode_image(pixels))
+              @ classifier.T + to_numpy(model.logit_bias))
+    np.testing.assert_allclose(out["classify_probabilities"], 1 / (1 + np.exp(-logits)),
+                               atol=1e-5)
     best = out["classify_probabilities"].argmax(axis=1)
     assert [c.decode() for c in out["classify_top_class"]] == [CLASSES[i] for i in best]
     for name in ("similarity", "classify"):
@@ -232,3 +239,17 @@ def test_cli_export_writes_the_next_version(tmp_path, capsys):
     assert xla_marked_functions(str(tmp_path / "served" / "2"))
     assert cli.main(arguments[:4] + [preset] + arguments[5:]) == 2
     assert "not a TF Serving model directory" in capsys.readouterr().err
+
+
+@pytest.mark.backend_independent
+def test_an_objective_that_does_not_say_what_it_serves_is_refused_at_export():
+    from keras_clip.export.serving_module import ServingModule
+    from keras_clip.losses import SigmoidObjective
+
+    class Unsaid(SigmoidObjective):
+        name, probability_kind = "unsaid", None
+
+    towers = CLIPModel.from_preset("tiny-vit")
+    model = CLIPModel(towers.image_encoder, towers.text_encoder, objective=Unsaid())
+    with pytest.raises(ValueError, match="must say what its probabilities are"):
+        ServingModule(model, small_tokenizer())

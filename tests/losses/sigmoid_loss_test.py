@@ -115,6 +115,38 @@ def test_replicas_shares_are_the_global_batchs_loss_and_gradients():
                             "logit_scale": scale_total, "logit_bias": bias_total}, gradients)
 
 
+def test_the_objectives_replica_shares_add_up_to_the_global_gradients(monkeypatch):
+    # SigmoidObjective.loss_and_gradients as each of two replicas runs it:
+    # the gather gives it the global batch and its offset; the cross-replica
+    # sum of the caption gradients is what both replicas' calls computed.
+    from keras_clip.losses import sigmoid_objective
+
+    image, text = correlated_pairs(64, seed=2)
+    loss, gradients = open_clip_loss(image, text, *WEIGHTS[1])
+    objective, weights = SigmoidObjective(), weights_of(*WEIGHTS[1])
+
+    def as_replica(offset, column_sum):
+        monkeypatch.setattr(sigmoid_objective, "gather_across_replicas",
+                            lambda i, t: (image, text, offset, 2))
+        monkeypatch.setattr(sigmoid_objective, "sum_across_replicas", column_sum)
+        rows = slice(offset, offset + 32)
+        return objective.loss_and_gradients(weights, image[rows], text[rows], chunk_size=24)
+
+    columns = []  # each replica's caption gradients, before the sum
+    for offset in (0, 32):
+        as_replica(offset, lambda keys: (columns.append(to_numpy(keys)) or keys,))
+    total = columns[0] + columns[1]
+    found = [as_replica(offset, lambda keys: (total,)) for offset in (0, 32)]
+    np.testing.assert_allclose(np.mean([float(to_numpy(f[0])) for f in found]), loss, rtol=1e-5)
+    assert all(f[2] == 2 for f in found)
+    joined = {name: np.concatenate([to_numpy(f[3][name]) for f in found])
+              for name in ("image_embeddings", "text_embeddings")}
+    # Each replica's share of the scale and bias gradients; the optimizer sums them.
+    for name in ("logit_scale", "logit_bias"):
+        joined[name] = sum(float(to_numpy(f[3][name])) for f in found)
+    assert_gradients_close(joined, gradients)
+
+
 def test_no_more_than_a_chunk_of_logits_is_held(monkeypatch):
     image, text = correlated_pairs(1000)
     shapes = recorded_logit_shapes(monkeypatch)

@@ -214,14 +214,24 @@ def test_the_sigmoid_objective_trains_is_recorded_and_can_be_switched(data, tmp_
     loaded = load_model(result.model_path)
     assert isinstance(loaded.objective, SigmoidObjective)
     assert float(to_numpy(loaded.logit_bias)) == float(to_numpy(result.model.logit_bias))
-    # Its checkpoint continues only a sigmoid run.
+    # Its checkpoint continues only a sigmoid run, with config.json's record
+    # of it or without (a run of an older keras_clip: the model says).
     with pytest.raises(ValueError, match='holds a run with objective="sigmoid"'):
         train(dict(config, steps=4, objective="contrastive"))
+    (tmp_path / "sigmoid" / "config.json").unlink()
+    with pytest.raises(ValueError, match='holds a run with objective="sigmoid"'):
+        train(dict(config, steps=4, objective="contrastive"))
+    # WiSE-FT blends two models of one objective.
+    with pytest.raises(ValueError, match="wise_ft_alpha blends two models of one objective"):
+        train(tiny_config(data, tmp_path / "blend", preset=result.model_path, steps=1,
+                          warmup_steps=0, objective="contrastive", wise_ft_alpha=0.5))
     # Fine-tuning the saved towers under CLIP's objective: the towers carry over.
     switched = train(tiny_config(data, tmp_path / "switched", preset=result.model_path,
                                  steps=1, warmup_steps=0, learning_rate=1e-12,
                                  objective="contrastive"))
     assert isinstance(switched.model.objective, ContrastiveObjective)
-    image = switched.model.image_encoder.weights
-    assert max_difference([to_numpy(w) for w in image],
-                          [to_numpy(w) for w in loaded.image_encoder.weights]) < 1e-6
+    for tower in ("image_encoder", "text_encoder"):
+        assert max_difference([to_numpy(w) for w in getattr(switched.model, tower).weights],
+                              [to_numpy(w) for w in getattr(loaded, tower).weights]) < 1e-6
+    assert switched.model.preprocessing == loaded.preprocessing
+    assert switched.model.name == loaded.name
