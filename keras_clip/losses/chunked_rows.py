@@ -23,7 +23,7 @@ from keras_clip.losses.contrastive_loss import scaled_logits
 
 
 def rows_loss_and_gradients(queries, keys, logit_scale, row_offset, weight, chunk_size,
-                            row_loss, logit_bias=None, gradients=True):
+                            row_loss, logit_bias=None):
     """Sums `row_loss` over every query row against all keys, chunk by chunk.
 
     Args:
@@ -34,26 +34,23 @@ def rows_loss_and_gradients(queries, keys, logit_scale, row_offset, weight, chun
         weight: float scalar. The gradients are those of `weight · Σ row losses`.
         chunk_size: int. Rows whose logits are held at once.
         row_loss: `(logits, labels) -> (losses, logit_gradients)`: `(c,)`
-            per-row losses and their `(c, N)` gradients w.r.t. the logits.
+            per-row losses and their `(c, N)` gradients w.r.t. the logits;
+            None computes only the hits.
         logit_bias: scalar added to every logit, or None.
-        gradients: bool. False computes only the loss sum and the hits.
 
     Returns:
-        A dict: `loss_sum` (a scalar, the unweighted sum over rows), `hits`
-        (`(b,)` float32, 1 where a row's largest logit is its label's) and,
-        with `gradients`, `queries` (`(b, D)`), `keys` (`(N, D)`),
+        A dict: `hits` (`(b,)` float32, 1 where a row's largest logit is its
+        label's) and, with a `row_loss`, `loss_sum` (a scalar, the
+        unweighted sum over rows), `queries` (`(b, D)`), `keys` (`(N, D)`),
         `logit_scale` and `logit_bias` (scalars; 0 without a bias).
     """
     queries = ops.cast(queries, "float32")
     keys = ops.cast(keys, "float32")
     rows, width = ops.shape(queries)[0], ops.shape(queries)[1]
-    columns = ops.shape(keys)[0]
     chunk = _smaller(chunk_size, rows)
     scale = ops.exp(ops.cast(logit_scale, "float32"))
-    bias = 0.0 if logit_bias is None else ops.cast(logit_bias, "float32")
 
     def body(index, carry):
-        loss_sum, hits = carry[:2]
         # The last chunk ends at the last row; rows an earlier chunk did are masked.
         start = ops.minimum(index * chunk, rows - chunk)
         counted = ops.cast(start + ops.arange(chunk) >= index * chunk, "float32")  # (c,)
@@ -61,37 +58,34 @@ def rows_loss_and_gradients(queries, keys, logit_scale, row_offset, weight, chun
         logits = scaled_logits(chunk_queries, keys, logit_scale, logit_bias)  # (c, N)
         labels = ops.cast(row_offset, "int32") + ops.cast(start, "int32") + ops.arange(
             chunk, dtype="int32")
-        losses, logit_gradients = row_loss(logits, labels)
-        loss_sum = loss_sum + ops.sum(counted * losses)
         chunk_hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=1), "int32"), labels),
                               "float32")
-        hits = ops.slice_update(hits, (start,), chunk_hits)
-        if not gradients:
-            return loss_sum, hits
-        query_gradients, key_gradients, scale_gradient, bias_gradient = carry[2:]
+        found = dict(carry, hits=ops.slice_update(carry["hits"], (start,), chunk_hits))
+        if row_loss is None:
+            return found
+        losses, logit_gradients = row_loss(logits, labels)
+        found["loss_sum"] = carry["loss_sum"] + ops.sum(counted * losses)
         logit_gradients = logit_gradients * (weight * counted)[:, None]  # (c, N)
         chunk_query_gradients = scale * ops.matmul(logit_gradients, keys)  # (c, D)
-        query_gradients = ops.slice_update(
-            query_gradients, (start, 0),
-            ops.slice(query_gradients, (start, 0), (chunk, width)) + chunk_query_gradients)
-        key_gradients = key_gradients + scale * ops.matmul(
+        found["queries"] = ops.slice_update(
+            carry["queries"], (start, 0),
+            ops.slice(carry["queries"], (start, 0), (chunk, width)) + chunk_query_gradients)
+        found["keys"] = carry["keys"] + scale * ops.matmul(
             ops.transpose(logit_gradients), chunk_queries)  # (N, D)
-        scale_gradient = scale_gradient + ops.sum(logit_gradients * (logits - bias))
-        bias_gradient = bias_gradient + ops.sum(logit_gradients)
-        return loss_sum, hits, query_gradients, key_gradients, scale_gradient, bias_gradient
+        # The logits less the bias are proportional to the scale.
+        unbiased = logits if logit_bias is None else logits - ops.cast(logit_bias, "float32")
+        found["logit_scale"] = carry["logit_scale"] + ops.sum(logit_gradients * unbiased)
+        if logit_bias is not None:
+            found["logit_bias"] = carry["logit_bias"] + ops.sum(logit_gradients)
+        return found
 
-    carry = (ops.zeros((), "float32"), ops.zeros((rows,), "float32"))
-    if gradients:
-        carry += (
-            ops.zeros((rows, width), "float32"),
-            ops.zeros((columns, width), "float32"),
-            ops.zeros((), "float32"),
-            ops.zeros((), "float32"),
-        )
-    chunks = (rows + chunk - 1) // chunk
-    found = ops.fori_loop(0, chunks, body, carry)
-    names = ("loss_sum", "hits", "queries", "keys", "logit_scale", "logit_bias")
-    return dict(zip(names, found))
+    carry = {"hits": ops.zeros((rows,), "float32")}
+    if row_loss is not None:
+        carry.update(loss_sum=ops.zeros((), "float32"),
+                     queries=ops.zeros((rows, width), "float32"),
+                     keys=ops.zeros((ops.shape(keys)[0], width), "float32"),
+                     logit_scale=ops.zeros((), "float32"), logit_bias=ops.zeros((), "float32"))
+    return ops.fori_loop(0, (rows + chunk - 1) // chunk, body, carry)
 
 
 def softmax_cross_entropy(logits, labels):

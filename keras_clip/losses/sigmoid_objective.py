@@ -108,9 +108,9 @@ class SigmoidObjective(Objective):
             1.0 / (num_replicas * rows), chunk_size, chunked_rows.pairwise_sigmoid,
             logit_bias=weights["logit_bias"],
         )
-        text_hits = chunked_rows.rows_loss_and_gradients(
+        text_hits = chunked_rows.rows_loss_and_gradients(  # the metric only
             text_embeddings, all_image, weights["logit_scale"], row_offset, 0.0, chunk_size,
-            chunked_rows.pairwise_sigmoid, gradients=False,
+            row_loss=None,
         )["hits"]
         # Local captions are keys of every replica's images.
         (text_columns,) = sum_across_replicas(found["keys"])

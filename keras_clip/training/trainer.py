@@ -166,11 +166,7 @@ def _build_model(config, resumed, total_steps):
         # Weights, optimizer state and the step counter, as saved.
         model = read_model(resumed[1])
         if config.objective not in (None, model.objective.name):  # a run without a record
-            raise ValueError(
-                f"Invalid training config: {config.output_dir} holds a run with objective="
-                f"{json.dumps(model.objective.name)}, not {json.dumps(config.objective)}, and "
-                f"its checkpoint can only continue that run. "
-                f"{_NEW_RUN.format(config.output_dir)}")
+            _refuse_to_continue(config, "objective", model.objective.name, config.objective)
         tokenizer = _tokenizer(config, model.context_length)
     else:
         model, tokenizer = _new_model(config)
@@ -381,10 +377,7 @@ def _check_continues(config, input_workers):
         if key in RUN_ONLY_KEYS or value is None or key not in used:
             continue
         if used[key] != value:
-            raise ValueError(
-                f"Invalid training config: {config.output_dir} holds a run with "
-                f"{key}={json.dumps(used[key])}, not {json.dumps(value)}, and its checkpoint "
-                f"can only continue that run. {_NEW_RUN.format(config.output_dir)}")
+            _refuse_to_continue(config, key, used[key], value)
     before = used.get(INPUT_WORKERS, 1)
     if config.input_sharding == "files" and before != input_workers:
         raise ValueError(
@@ -392,6 +385,13 @@ def _check_continues(config, input_workers):
             f"input worker(s) read, each its own shards (input_sharding='files'); "
             f"{input_workers} would read another stream, so its checkpoint cannot continue "
             f"exactly. Resume it with {before}. {_NEW_RUN.format(config.output_dir)}")
+
+
+def _refuse_to_continue(config, key, was, now):
+    raise ValueError(
+        f"Invalid training config: {config.output_dir} holds a run with "
+        f"{key}={json.dumps(was)}, not {json.dumps(now)}, and its checkpoint "
+        f"can only continue that run. {_NEW_RUN.format(config.output_dir)}")
 
 
 _NEW_RUN = ("To train on from it, start a new run from it (--set preset={0} --set "
