@@ -9,7 +9,8 @@ the measured work.
 
 - `loss`: `contrastive_loss_and_gradients` (chunks of 512 rows) over N
   unit-norm pairs of width 512, against the dense loss under the backend's
-  autodiff (`(N, N)` logits) where that fits: seconds per call (the median
+  autodiff (`(N, N)` logits) where that fits, and SigLIP's objective's
+  chunked `loss_and_gradients` at N = 32,768: seconds per call (the median
   of 3) and peak memory beyond the embeddings. On JAX (the default) both
   are compiled ahead of the first call, as inside a training step, and the
   memory is measured from there; on the other backends the first call's
@@ -52,7 +53,7 @@ def reset_peak():
         file.write("5")
 
 
-def loss_worker(rows, dense):
+def loss_worker(rows, dense, sigmoid=False):
     import keras
     import numpy as np
 
@@ -68,6 +69,8 @@ def loss_worker(rows, dense):
     log_scale = keras.ops.convert_to_tensor(np.float32(np.log(1 / 0.07)))
     run = dense_gradients(image, text, log_scale) if dense else (
         lambda: contrastive_loss_and_gradients(image, text, log_scale, chunk_size=CHUNK))
+    if sigmoid:
+        run = sigmoid_loss_and_gradients(image, text)
     run = compiled(run)
     # Compiled but not yet run: the allocator has not yet grown for the work.
     before = resident()
@@ -78,6 +81,24 @@ def loss_worker(rows, dense):
         keras.ops.convert_to_numpy(run()["loss"])
         seconds.append(time.perf_counter() - start)
     return {"seconds": sorted(seconds)[1], "peak_extra_bytes": resident("VmHWM") - before}
+
+
+def sigmoid_loss_and_gradients(image, text):
+    """SigLIP's objective's chunked loss and gradients (scale 10, bias -10)."""
+    import keras
+    import numpy as np
+
+    from keras_clip.losses.sigmoid_objective import SigmoidObjective
+
+    objective = SigmoidObjective()
+    weights = {"logit_scale": keras.ops.convert_to_tensor(np.float32(np.log(10.0))),
+               "logit_bias": keras.ops.convert_to_tensor(np.float32(-10.0))}
+
+    def run():
+        loss, _, _, gradients = objective.loss_and_gradients(weights, image, text, CHUNK)
+        return {"loss": loss, **gradients}
+
+    return run
 
 
 def compiled(run):
@@ -203,10 +224,13 @@ def loss_rows(backend):
     print("| N | loss | seconds per call | peak memory beyond the embeddings (MiB) |")
     print("|---|---|---|---|")
     rows = []
-    for n, dense in ((8192, True), (8192, False), (32768, False)):
-        row = run_child({"kind": "loss", "rows": n, "dense": dense}, backend)
+    for n, dense, sigmoid in ((8192, True, False), (8192, False, False), (32768, False, False),
+                              (32768, False, True)):
+        row = run_child({"kind": "loss", "rows": n, "dense": dense, "sigmoid": sigmoid},
+                        backend)
         rows.append(row)
         name = "dense, autodiff" if dense else f"chunked ({CHUNK} rows)"
+        name = f"sigmoid (SigLIP), {name}" if sigmoid else name
         if "error" in row:
             print(f"| {n} | {name} | failed: {row['error']} | |")
             continue

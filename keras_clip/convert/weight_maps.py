@@ -13,6 +13,8 @@ layouts are spelled out here: OpenAI's release (which OpenCLIP keeps, with
 import numpy as np
 
 from keras_clip.models.modified_resnet import ModifiedResNet
+from keras_clip.models.siglip_text_transformer import SigLIPTextTransformer
+from keras_clip.models.siglip_vision_transformer import SigLIPVisionTransformer
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
 
@@ -24,6 +26,11 @@ IGNORED_NAMES = ("input_resolution", "context_length", "vocab_size")
 
 def is_ignored(name):
     return name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
+
+
+def is_random_state(variable):
+    """A seed generator's state (patch dropout's): no checkpoint holds one."""
+    return variable.name == "seed_generator_state"
 
 
 def same(x):
@@ -193,3 +200,43 @@ def _hf_block(block, prefix):
     yield from layer_norm(block.ln_2, prefix + "layer_norm2")
     yield from dense(block.mlp_fc, prefix + "mlp.fc1")
     yield from dense(block.mlp_proj, prefix + "mlp.fc2")
+
+
+# === Hugging Face SiglipModel ===
+
+
+def hf_siglip_entries(model):
+    """The map of a `CLIPModel` from Hugging Face `SiglipModel` names."""
+    image, text = model.image_encoder, model.text_encoder
+    if not (isinstance(image, SigLIPVisionTransformer)
+            and isinstance(text, SigLIPTextTransformer)):
+        raise ValueError("Hugging Face SigLIP checkpoints have SigLIP towers.")
+    prefix = "vision_model."
+    patches = image.patch_embedding.conv
+    yield from conv(patches, prefix + "embeddings.patch_embedding")
+    yield patches.bias, (prefix + "embeddings.patch_embedding.bias",), same
+    yield (image.patch_embedding.position_embedding,
+           (prefix + "embeddings.position_embedding.weight",), same)
+    for i, block in enumerate(image.blocks):
+        yield from _hf_block(block, f"{prefix}encoder.layers.{i}.")
+    yield from layer_norm(image.ln_post, prefix + "post_layernorm")
+    head, name = image.head, prefix + "head."
+    yield head.probe, (name + "probe",), lambda x: x.reshape(-1)
+    yield head.in_proj.kernel, (name + "attention.in_proj_weight",), transpose
+    yield head.in_proj.bias, (name + "attention.in_proj_bias",), same
+    yield from dense(head.out_proj, name + "attention.out_proj")
+    yield from layer_norm(head.layer_norm, name + "layernorm")
+    yield from dense(head.mlp_fc, name + "mlp.fc1")
+    yield from dense(head.mlp_proj, name + "mlp.fc2")
+
+    prefix = "text_model."
+    yield (text.embedding.token_embedding, (prefix + "embeddings.token_embedding.weight",),
+           same)
+    yield (text.embedding.position_embedding,
+           (prefix + "embeddings.position_embedding.weight",), same)
+    for i, block in enumerate(text.blocks):
+        yield from _hf_block(block, f"{prefix}encoder.layers.{i}.")
+    yield from layer_norm(text.ln_final, prefix + "final_layer_norm")
+    yield from dense(text.projection, prefix + "head")
+    yield model.logit_scale, ("logit_scale",), lambda x: x.reshape(())
+    yield model.logit_bias, ("logit_bias",), lambda x: x.reshape(())

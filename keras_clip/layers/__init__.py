@@ -6,8 +6,10 @@ from keras_clip.layers.end_of_text_pooling import EndOfTextPooling
 from keras_clip.layers.logit_scale_constraint import LogitScaleConstraint
 from keras_clip.layers.masked_mean_pooling import MaskedMeanPooling
 from keras_clip.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_clip.layers.patch_dropout import PatchDropout
 from keras_clip.layers.patch_embedding import PatchEmbedding
-from keras_clip.layers.quick_gelu import quick_gelu
+from keras_clip.layers.probe_attention_pooling import ProbeAttentionPooling
+from keras_clip.layers.quick_gelu import gelu_tanh, quick_gelu
 from keras_clip.layers.residual_attention_block import ResidualAttentionBlock
 from keras_clip.layers.token_and_position_embedding import TokenAndPositionEmbedding
 
@@ -18,7 +20,10 @@ __all__ = [
     "LogitScaleConstraint",
     "MaskedMeanPooling",
     "MultiHeadSelfAttention",
+    "PatchDropout",
     "PatchEmbedding",
+    "ProbeAttentionPooling",
+    "gelu_tanh",
     "quick_gelu",
     "ResidualAttentionBlock",
     "TokenAndPositionEmbedding",

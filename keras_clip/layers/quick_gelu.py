@@ -1,4 +1,4 @@
-"""The QuickGELU activation of OpenAI's CLIP weights."""
+"""The GELU approximations of released CLIP and SigLIP weights."""
 
 import keras
 from keras import ops
@@ -15,8 +15,13 @@ def quick_gelu(x):
     return ops.multiply(x, ops.sigmoid(ops.multiply(1.702, x)))
 
 
+@keras.saving.register_keras_serializable(package="keras_clip")
+def gelu_tanh(x):
+    """GELU's tanh approximation, which SigLIP's weights were trained with."""
+    return keras.activations.gelu(x, approximate=True)
+
+
 def get_activation(name):
-    """Resolves an activation name, knowing `"quick_gelu"` beside Keras' own."""
-    if name == "quick_gelu":
-        return quick_gelu
-    return keras.activations.get(name)
+    """Resolves an activation name: `"quick_gelu"`, `"gelu_tanh"` or one of Keras'."""
+    return {"quick_gelu": quick_gelu, "gelu_tanh": gelu_tanh}.get(name) or (
+        keras.activations.get(name))

@@ -24,8 +24,12 @@ class ResidualAttentionBlock(keras.layers.Layer):
         num_heads: int. Attention heads; must divide `hidden_dim`.
         num_layers: int. Depth of the stack this block sits in (for init).
         mlp_ratio: int. MLP hidden width as a multiple of `hidden_dim`.
-        activation: str. `"quick_gelu"` (OpenAI weights) or `"gelu"`.
+        activation: str. `"quick_gelu"` (OpenAI weights), `"gelu"` or
+            `"gelu_tanh"` (SigLIP's).
         causal: bool. Causal self-attention (the text tower).
+        mlp_dim: int or None. MLP hidden width, instead of `mlp_ratio`
+            (SigLIP so400m's 4,304 is no multiple of its 1,152).
+        layer_norm_epsilon: float. The norms' epsilon (SigLIP's: 1e-6).
 
     Example:
     >>> block = ResidualAttentionBlock(hidden_dim=32, num_heads=4, num_layers=2)
@@ -41,6 +45,8 @@ class ResidualAttentionBlock(keras.layers.Layer):
         mlp_ratio=4,
         activation="quick_gelu",
         causal=False,
+        mlp_dim=None,
+        layer_norm_epsilon=LAYER_NORM_EPSILON,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -50,11 +56,14 @@ class ResidualAttentionBlock(keras.layers.Layer):
         self.mlp_ratio = mlp_ratio
         self.activation = activation
         self.causal = causal
+        self.mlp_dim = mlp_dim
+        self.layer_norm_epsilon = layer_norm_epsilon
+        width = mlp_dim or mlp_ratio * hidden_dim
 
         normal = keras.initializers.RandomNormal
         residual_std = hidden_dim**-0.5 * (2 * num_layers) ** -0.5
         self.ln_1 = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy, name="ln_1"
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="ln_1"
         )
         self.attn = MultiHeadSelfAttention(
             hidden_dim,
@@ -66,10 +75,10 @@ class ResidualAttentionBlock(keras.layers.Layer):
             name="attn",
         )
         self.ln_2 = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy, name="ln_2"
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="ln_2"
         )
         self.mlp_fc = keras.layers.Dense(
-            mlp_ratio * hidden_dim,
+            width,
             activation=get_activation(activation),
             kernel_initializer=normal(stddev=(2 * hidden_dim) ** -0.5),
             dtype=self.dtype_policy,
@@ -85,7 +94,7 @@ class ResidualAttentionBlock(keras.layers.Layer):
     def build(self, input_shape):
         for layer in (self.ln_1, self.attn, self.ln_2, self.mlp_fc):
             layer.build(input_shape)
-        self.mlp_proj.build((*input_shape[:-1], self.mlp_ratio * self.hidden_dim))
+        self.mlp_proj.build((*input_shape[:-1], self.mlp_fc.units))
 
     def call(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -104,17 +113,19 @@ class ResidualAttentionBlock(keras.layers.Layer):
                 "mlp_ratio": self.mlp_ratio,
                 "activation": self.activation,
                 "causal": self.causal,
+                "mlp_dim": self.mlp_dim,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
             }
         )
         return config
 
 
 def residual_stack(owner, hidden_dim, num_heads, num_layers, mlp_ratio=4,
-                   activation="quick_gelu", causal=False, dtype=None):
+                   activation="quick_gelu", causal=False, dtype=None, **options):
     """`num_layers` blocks named `block_0…`, as a tower stacks them.
 
     `owner` names the tower in the error when `num_heads` does not divide
-    `hidden_dim`.
+    `hidden_dim`; `options` (`mlp_dim`, `layer_norm_epsilon`) go to every block.
     """
     if hidden_dim % num_heads:
         raise ValueError(
@@ -124,6 +135,6 @@ def residual_stack(owner, hidden_dim, num_heads, num_layers, mlp_ratio=4,
     return [
         ResidualAttentionBlock(hidden_dim, num_heads, num_layers, mlp_ratio=mlp_ratio,
                                activation=activation, causal=causal, dtype=dtype,
-                               name=f"block_{i}")
+                               name=f"block_{i}", **options)
         for i in range(num_layers)
     ]

@@ -4,6 +4,8 @@ from keras_clip.models.bag_of_words_encoder import BagOfWordsEncoder
 from keras_clip.models.clip_model import CLIPModel
 from keras_clip.models.convnext_encoder import ConvNeXtEncoder
 from keras_clip.models.modified_resnet import ModifiedResNet
+from keras_clip.models.siglip_text_transformer import SigLIPTextTransformer
+from keras_clip.models.siglip_vision_transformer import SigLIPVisionTransformer
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
 
@@ -12,6 +14,8 @@ __all__ = [
     "CLIPModel",
     "ConvNeXtEncoder",
     "ModifiedResNet",
+    "SigLIPTextTransformer",
+    "SigLIPVisionTransformer",
     "TextTransformer",
     "VisionTransformer",
 ]

@@ -271,6 +271,10 @@ class CLIPModel(keras.Model):
         # tiny model on TensorFlow).
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+        # A traced step keeps the patch-dropout rate it was traced with.
+        rate = self.image_encoder.patch_dropout
+        force = force or rate != getattr(self, "_traced_patch_dropout", rate)
+        self._traced_patch_dropout = rate
         return super().make_train_function(force)
 
     # Keras' own steps (`(data)`, or `(state, data)` on JAX), except with
@@ -318,7 +322,8 @@ class CLIPModel(keras.Model):
         kind, found = clip_presets.resolve(preset)
         if kind == "architecture":
             image_encoder, text_encoder = clip_presets.build_towers_from(found, dtype)
-            return cls(image_encoder, text_encoder, name=clip_presets.model_name(preset))
+            return cls(image_encoder, text_encoder, name=clip_presets.model_name(preset),
+                       **clip_presets.model_arguments(found, image_encoder, text_encoder))
         from keras_clip.models.loading import read_model
 
         return read_model(found, compile=False)

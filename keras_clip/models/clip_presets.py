@@ -1,10 +1,13 @@
 """The CLIP paper's architectures as data: exact constructor arguments.
 
-Each preset names a tower class and its arguments. The nine paper presets
-have the shapes of the released models (their parameter counts equal the
-reference implementation's); `convnext-tiny` is ConvNeXt-T with ViT-B/32's
-text tower; the `tiny-*` presets are for tests and demos. A new tower is
-registered in `TOWERS`.
+Each preset names a tower class and its arguments, and may name its
+objective and preprocessing (CLIP's softmax and OpenAI's record if not).
+The nine paper presets have the shapes of the released models (their
+parameter counts equal the reference implementation's); the `siglip-*`
+presets have those of Google's released SigLIPs (equal to Hugging Face's
+`SiglipModel`), with the sigmoid objective; `convnext-tiny` is ConvNeXt-T
+with ViT-B/32's text tower; the `tiny-*` presets are for tests and demos. A
+new tower is registered in `TOWERS`.
 """
 
 import os
@@ -13,6 +16,8 @@ from keras_clip import files
 from keras_clip.models.bag_of_words_encoder import BagOfWordsEncoder
 from keras_clip.models.convnext_encoder import ConvNeXtEncoder
 from keras_clip.models.modified_resnet import ModifiedResNet
+from keras_clip.models.siglip_text_transformer import SigLIPTextTransformer
+from keras_clip.models.siglip_vision_transformer import SigLIPVisionTransformer
 from keras_clip.models.text_transformer import TextTransformer
 from keras_clip.models.vision_transformer import VisionTransformer
 from keras_clip.preprocessing import Preprocessing
@@ -26,8 +31,11 @@ def default_preprocessing(image_size, context_length):
 TOWERS = {
     cls.__name__: cls
     for cls in (VisionTransformer, ModifiedResNet, ConvNeXtEncoder, TextTransformer,
-                BagOfWordsEncoder)
+                BagOfWordsEncoder, SigLIPVisionTransformer, SigLIPTextTransformer)
 }
+TOWER_PARTS = ("image", "text")
+# SigLIP's pixels are normalised to [-1, 1].
+SIGLIP_PIXELS = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 
 
 def _text(hidden_dim, num_heads, output_dim):
@@ -70,6 +78,20 @@ def _resnet(image_size, blocks_per_stage, width, output_dim):
             "output_dim": output_dim,
         },
     )
+
+
+def _siglip(image_size, patch_size, hidden_dim, num_layers, num_heads, mlp_dim):
+    # A released SigLIP: both towers of one shape, 32,000 ids, 64 positions.
+    shape = {"hidden_dim": hidden_dim, "num_layers": num_layers, "num_heads": num_heads,
+             "mlp_dim": mlp_dim}
+    return {
+        "image": ("SigLIPVisionTransformer",
+                  {"image_size": image_size, "patch_size": patch_size, **shape}),
+        "text": ("SigLIPTextTransformer",
+                 {"vocabulary_size": 32000, "context_length": 64, **shape}),
+        "objective": "sigmoid",
+        "preprocessing": SIGLIP_PIXELS,
+    }
 
 
 _TINY_VIT = {
@@ -116,6 +138,8 @@ PRESETS = {
                                       "output_dim": 512}),
         "text": _text(512, 8, 512),
     },
+    "siglip-base-patch16-224": _siglip(224, 16, 768, 12, 12, 3072),
+    "siglip-so400m-patch14-384": _siglip(384, 14, 1152, 27, 16, 4304),
     "tiny-vit": {
         "image": ("VisionTransformer", _TINY_VIT),
         "text": ("TextTransformer", _TINY_TEXT),
@@ -138,6 +162,16 @@ PRESETS = {
                                       "projection_dims": (16, 32, 64, 128),
                                       "output_dim": 64}),
         "text": ("TextTransformer", _TINY_TEXT),
+    },
+    "tiny-siglip": {
+        "image": ("SigLIPVisionTransformer",
+                  {"image_size": 32, "patch_size": 8, "hidden_dim": 64, "num_layers": 2,
+                   "num_heads": 2, "mlp_dim": 128}),
+        "text": ("SigLIPTextTransformer",
+                 {"vocabulary_size": 49408, "context_length": 16, "hidden_dim": 64,
+                  "num_layers": 2, "num_heads": 2, "mlp_dim": 128}),
+        "objective": "sigmoid",
+        "preprocessing": SIGLIP_PIXELS,
     },
     "tiny-bow": {
         "image": ("VisionTransformer", _TINY_VIT),
@@ -191,7 +225,7 @@ def build_towers(preset, dtype=None):
 def build_towers_from(architecture, dtype=None):
     """Towers from preset data: `{"image": (class_name, args), "text": ...}`."""
     towers = []
-    for part in ("image", "text"):
+    for part in TOWER_PARTS:
         class_name, arguments = architecture[part]
         if class_name not in TOWERS:
             raise ValueError(
@@ -201,6 +235,14 @@ def build_towers_from(architecture, dtype=None):
             TOWERS[class_name](**arguments, dtype=dtype, name=f"{part}_encoder")
         )
     return tuple(towers)
+
+
+def model_arguments(architecture, image_encoder, text_encoder):
+    """`CLIPModel`'s `objective` and `preprocessing` for towers built from preset data."""
+    record = Preprocessing(image_encoder.image_size, text_encoder.context_length,
+                           pad_id=text_encoder.padding_id,
+                           **architecture.get("preprocessing", {}))
+    return {"objective": architecture.get("objective", "contrastive"), "preprocessing": record}
 
 
 def architecture_with(architecture, image_size=None, context_length=None,
@@ -226,4 +268,5 @@ def architecture_with(architecture, image_size=None, context_length=None,
         end_of_text_argument = TOWERS[text_class].end_of_text_argument
         if end_of_text_argument is not None:
             text_args[end_of_text_argument] = end_of_text_id
-    return {"image": [image_class, image_args], "text": [text_class, text_args]}
+    others = {key: value for key, value in architecture.items() if key not in TOWER_PARTS}
+    return {"image": [image_class, image_args], "text": [text_class, text_args], **others}

@@ -8,6 +8,8 @@ below, and is registered in `models/clip_presets.py:TOWERS`.
 
 import keras
 
+from keras_clip.layers.patch_dropout import check_rate
+
 
 class Encoder(keras.Model):
     """A functional tower mapping its input to an `output_dim` embedding.
@@ -90,14 +92,42 @@ class ImageEncoder(Encoder):
 
     Declares `image_size` (int, set in `__init__`): the side of the square
     images it reads; and `grid_positions`: its `(1 + g², C)` positional
-    embeddings over the `g × g` grid of the image, which
+    embeddings over the `g × g` grid of the image (`(g², C)` without a
+    class token), which
     `models/resolution.py` interpolates to move the tower to another image
-    size (`[]` if it has none; then no weight may depend on the size).
+    size (`[]` if it has none; then no weight may depend on the size);
+    and `patch_dropout`, settable: the fraction of its patches each training
+    image drops (FLIP), which towers without patches keep at 0 (a tower with
+    patches puts its `PatchDropout` layer in `patch_dropout_layer`).
     """
 
     @property
     def grid_positions(self):
         return []
+
+    @property
+    def patch_dropout(self):
+        """Fraction of patches each training image drops (FLIP); 0 for towers without."""
+        layer = _patch_dropout_layer(self)
+        return 0.0 if layer is None else layer.rate
+
+    @patch_dropout.setter
+    def patch_dropout(self, rate):
+        layer = _patch_dropout_layer(self)
+        if layer is None:
+            if rate:
+                raise ValueError(
+                    f"patch_dropout applies to towers made of patches (ViTs), and "
+                    f"{self.name} is a {type(self).__name__}.")
+            return
+        check_rate(rate)
+        layer.rate = float(rate)
+
+
+def _patch_dropout_layer(tower):
+    # An instance attribute, not a class default: PyTorch modules keep their
+    # sublayers apart, where a class attribute would hide them.
+    return getattr(tower, "patch_dropout_layer", None)
 
 
 class TextEncoder(Encoder):

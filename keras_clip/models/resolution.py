@@ -7,26 +7,33 @@ from keras_clip.models.clip_model import CLIPModel
 
 
 def interpolate_positions(positions, grid_size):
-    """`(1 + g², C)` positional embeddings → `(1 + grid_size², C)`.
+    """`(L + g², C)` positional embeddings → `(L + grid_size², C)`, `L` 0 or 1.
 
-    The first row (class token, or the ResNet pool's mean token) is kept;
-    the `g × g` grid of the others is resized bicubically, so each new
-    position starts from the embedding of the same place in the image.
+    A leading row (a class token's, or the ResNet pool's mean token), if
+    there is one, is kept; the `g × g` grid of the others is resized
+    bicubically, so each new position starts from the embedding of the same
+    place in the image. SigLIP's ViT has no leading row.
     """
     positions = np.asarray(positions, np.float32)
-    old_grid = int(round((positions.shape[0] - 1) ** 0.5))
-    if old_grid**2 + 1 != positions.shape[0]:
-        raise ValueError(
-            f"Positions of shape {positions.shape} are not 1 + a square grid."
-        )
+    leading = _leading_rows(positions.shape[0])
+    old_grid = int(round((positions.shape[0] - leading) ** 0.5))
     if old_grid == grid_size:
         return positions
-    grid = positions[1:].reshape(1, old_grid, old_grid, -1)
+    grid = positions[leading:].reshape(1, old_grid, old_grid, -1)
     grid = keras.ops.image.resize(
         grid, (grid_size, grid_size), interpolation="bicubic", data_format="channels_last"
     )
     grid = keras.ops.convert_to_numpy(grid).reshape(grid_size**2, -1)
-    return np.concatenate([positions[:1], grid], axis=0)
+    return np.concatenate([positions[:leading], grid], axis=0)
+
+
+def _leading_rows(rows):
+    """0 if `rows` is a square grid, 1 if it is one more than one; else an error."""
+    for leading in (0, 1):
+        side = int(round((rows - leading) ** 0.5))
+        if side > 0 and side**2 == rows - leading:
+            return leading
+    raise ValueError(f"Positions of {rows} rows are not a square grid, nor 1 + one.")
 
 
 def with_image_size(model, image_size):
@@ -48,7 +55,7 @@ def with_image_size(model, image_size):
         if tuple(old.shape) != tuple(new.shape):
             if id(old) not in positions:
                 raise ValueError(f"{old.path} changes shape with the image size.")
-            grid_size = int(round((new.shape[0] - 1) ** 0.5))
+            grid_size = int(round((new.shape[0] - _leading_rows(old.shape[0])) ** 0.5))
             value = interpolate_positions(value, grid_size)
         new.assign(value)
     resized = CLIPModel(

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_clip.layers.patch_dropout import PatchDropout
 from keras_clip.layers.patch_embedding import PatchEmbedding
 from keras_clip.layers.residual_attention_block import LAYER_NORM_EPSILON, residual_stack
 from keras_clip.models.encoder import ImageEncoder, projection_layer
@@ -9,13 +10,14 @@ from keras_clip.models.encoder import ImageEncoder, projection_layer
 
 @keras.saving.register_keras_serializable(package="keras_clip")
 class VisionTransformer(ImageEncoder):
-    """Image tower: patchify → `ln_pre` → pre-LN blocks → `ln_post` → projection.
+    """Image tower: patchify → [patch dropout] → `ln_pre` → blocks → `ln_post` → projection.
 
     As in the CLIP release: a bias-free convolutional patchify, a class token
     and learned positions, a LayerNorm before the blocks (`ln_pre`), another
     on the class token's output (`ln_post`), then a bias-free projection into
     the joint embedding space. Outputs are *not* normalised; `CLIPModel` does
-    that.
+    that. With `patch_dropout` > 0, training steps see a random subset of
+    each image's patches (FLIP, Li et al., 2023); inference sees them all.
 
     Args:
         image_size: int. Side of the square input image.
@@ -26,6 +28,8 @@ class VisionTransformer(ImageEncoder):
         output_dim: int. Width of the joint embedding.
         mlp_ratio: int. MLP width as a multiple of `hidden_dim`.
         activation: str. `"quick_gelu"` (OpenAI weights) or `"gelu"`.
+        patch_dropout: float in [0, 1). Fraction of patches dropped per
+            image in training (the class token stays); settable later.
         dtype: Keras dtype policy (e.g. `"mixed_bfloat16"`).
 
     Example:
@@ -45,6 +49,7 @@ class VisionTransformer(ImageEncoder):
         output_dim,
         mlp_ratio=4,
         activation="quick_gelu",
+        patch_dropout=0.0,
         dtype=None,
         **kwargs,
     ):
@@ -52,6 +57,7 @@ class VisionTransformer(ImageEncoder):
         patch_embedding = PatchEmbedding(
             image_size, patch_size, hidden_dim, dtype=dtype, name="patch_embedding"
         )
+        dropout = PatchDropout(patch_dropout, dtype=dtype, name="patch_dropout")
         ln_pre = keras.layers.LayerNormalization(
             epsilon=LAYER_NORM_EPSILON, dtype=dtype, name="ln_pre"
         )
@@ -64,7 +70,7 @@ class VisionTransformer(ImageEncoder):
 
         # === Functional Model ===
         images = keras.Input((image_size, image_size, 3), name="images")
-        x = ln_pre(patch_embedding(images))  # (B, 1 + grid**2, width)
+        x = ln_pre(dropout(patch_embedding(images)))  # (B, 1 + kept patches, width)
         for block in blocks:
             x = block(x)
         x = ln_post(x[:, 0])  # (B, width): the class token
@@ -72,6 +78,7 @@ class VisionTransformer(ImageEncoder):
         super().__init__(inputs=images, outputs=outputs, dtype=dtype, **kwargs)
         # Keras layers on torch can't be attributes before Model.__init__.
         self.patch_embedding = patch_embedding
+        self.patch_dropout_layer = dropout
         self.ln_pre = ln_pre
         self.blocks = blocks
         self.ln_post = ln_post
@@ -108,6 +115,7 @@ class VisionTransformer(ImageEncoder):
                 "output_dim": self.output_dim,
                 "mlp_ratio": self.mlp_ratio,
                 "activation": self.activation,
+                "patch_dropout": self.patch_dropout,
             }
         )
         return config

@@ -72,6 +72,9 @@ class TrainConfig:
         "default: a new model's is contrastive, a fine-tuned model keeps its own")
     remat: bool = _key(False, "recompute transformer blocks in the backward pass "
                        "(less memory)")
+    patch_dropout: float = _key(
+        0.0, "fraction of its patches each training image drops in a ViT image tower "
+        "(FLIP: 0.5 halves the tower's work); evaluation and export see every patch")
     # Data
     train_data: str = _key("", "glob of training TFRecord shards (required)")
     validation_data: typing.Optional[str] = _key(None, "glob of validation shards")
@@ -313,6 +316,8 @@ def _value_problems(config):
     if config.distribution not in DISTRIBUTIONS:
         yield (f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
                f"got {config.distribution!r}")
+    if not 0.0 <= config.patch_dropout < 1.0:
+        yield f"patch_dropout must be in [0, 1), got {config.patch_dropout}"
     if config.wise_ft_alpha is not None and not 0.0 <= config.wise_ft_alpha <= 1.0:
         yield f"wise_ft_alpha must be in [0, 1], got {config.wise_ft_alpha}"
     if config.learning_rate is not None and config.learning_rate <= 0:

@@ -60,6 +60,14 @@ def train(config, callbacks=()):
         config.coordinator_address, config.num_processes, config.process_id))
     recipe.check_precision_runs_here(config.precision)
     distribution.check_batch_size(config.batch_size, config.accumulation_steps)
+    if config.patch_dropout and distribution.kind in TF_STRATEGIES and (
+            distribution.num_replicas > 1):
+        # Their replicas share one seed state, which each updates as it draws.
+        raise ValueError(
+            f"Invalid training config: patch_dropout is not supported under the "
+            f"{distribution.kind} strategy's {distribution.num_replicas} replicas (their "
+            "random draws would race); train it on one device, with JAX (data_parallel) "
+            "or with torch.distributed.")
     total_steps = _total_steps(config)
     given, config = config, config.resolved(total_steps)
     resumed = None
@@ -186,6 +194,10 @@ def _build_model(config, resumed, total_steps):
     _check_vocabulary(config, model, tokenizer)
     # How a batch is split changes no update, so a resumed run may change it.
     model.accumulation_steps = config.accumulation_steps
+    try:  # a training option: the saved model records it, the config sets it
+        model.image_encoder.patch_dropout = config.patch_dropout
+    except ValueError as error:
+        raise ValueError(f"Invalid training config: {error}") from None
     if not resumed:
         if config.lock_image_tower:
             fine_tuning.lock_tower(model.image_encoder, config.image_unlocked_blocks)
@@ -237,8 +249,10 @@ def _new_model(config):
         architecture, config.image_size, config.context_length, **vocabulary)
     image, text = clip_presets.build_towers_from(architecture, config.precision)
     name = clip_presets.model_name(config.preset) if config.preset else "clip"
-    return CLIPModel(image, text, objective=config.objective or "contrastive",
-                     name=name), tokenizer
+    arguments = clip_presets.model_arguments(architecture, image, text)
+    if config.objective is not None:
+        arguments["objective"] = config.objective
+    return CLIPModel(image, text, name=name, **arguments), tokenizer
 
 
 def _check_vocabulary(config, model, tokenizer):
@@ -352,6 +366,7 @@ def _report_skips(dataset, verbose):
 # Keys a checkpoint can continue under whatever their value (accumulation
 # splits a batch into micro-batches: the same update, but for BatchNorm's
 # micro-batch statistics).
+TF_STRATEGIES = ("mirrored", "multi_worker", "tpu")
 RUN_ONLY_KEYS = {"verbose", "log_every", "output_dir", "resume", "keep_checkpoints",
                  "checkpoint_every", "distribution", "validation_data", "train_data",
                  "coordinator_address", "num_processes", "process_id", "accumulation_steps"}

@@ -59,6 +59,8 @@ BAD_SETS = [  # (id, --set overrides, phrases)
     ("objective-typo", ["objective=softmax"],
      ["objective must be one of contrastive, sigmoid, got 'softmax'"]),
     ("objective-number", ["objective=1"], ["objective must be str"]),
+    ("patch-dropout-whole", ["patch_dropout=1"], ["patch_dropout must be in [0, 1), got 1"]),
+    ("patch-dropout-word", ["patch_dropout=half"], ["patch_dropout must be float, got 'half'"]),
     ("wise-ft-alpha-2", ["wise_ft_alpha=2"], ["wise_ft_alpha must be in [0, 1]"]),
     ("verbose-7", ["verbose=7"], ["verbose must be 0, 1 or 2"]),
     ("unlocked-negative", ["image_unlocked_blocks=-1"], ["image_unlocked_blocks must be"]),

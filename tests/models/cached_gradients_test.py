@@ -97,23 +97,58 @@ def test_batchnorm_sees_micro_batch_statistics():
     per micro-batch in both.
     """
     steps = 2  # each micro-batch one more ResNet pass to compile in the reference
-    _, after, _, model = one_step("tiny-resnet", steps)
+    (expected, statistics, whole), (got, moving) = step_against_micro_batches(
+        "tiny-resnet", steps)
+    assert largest_difference(expected, got) <= 1e-5
+    assert largest_difference(statistics, moving) <= 1e-5
+    assert largest_difference(whole, expected) > 1e-3  # one batch's statistics: another step
+
+
+def with_patch_dropout(model):
+    model.image_encoder.patch_dropout = 0.5
+
+
+def test_patch_dropout_drops_the_same_patches_in_both_passes():
+    """FLIP's random patches: the second pass draws what the first drew.
+
+    The reference embeds the micro-batches one after another in training
+    mode from the same seed state, so each draws its own patches; the
+    accumulated step equals the gradient of the loss over those embeddings
+    only if its re-run micro-batches draw the same patches again.
+    """
+    (expected, _, whole), (got, _) = step_against_micro_batches(
+        "tiny-vit", 2, with_patch_dropout)
+    assert largest_difference(expected, got) <= 1e-5
+    assert largest_difference(whole, expected) > 1e-3  # other patches: another step
+
+
+def step_against_micro_batches(preset, steps, prepare=None):
+    """An accumulated SGD step beside its reference, embedded micro-batch by micro-batch.
+
+    Returns `(expected weights, expected non-trainable weights, the weights
+    a whole-batch forward pass would give)` and `(trained weights, trained
+    non-trainable weights)`.
+    """
+    _, after, _, model = one_step(preset, steps, prepare)
     keras.utils.set_random_seed(0)
-    reference = CLIPModel.from_preset("tiny-resnet")
+    reference = CLIPModel.from_preset(preset)
+    if prepare:
+        prepare(reference)
     pairs = synthetic_pairs(BATCH, image_size=reference.image_size, seed=1)
     size = BATCH // steps  # micro-batch i: rows i·size … (i + 1)·size − 1
     parts = [{key: value[i * size:(i + 1) * size] for key, value in pairs.items()}
              for i in range(steps)]
+    start = [to_numpy(weight) for weight in reference.trainable_weights]
     gradients, statistics = micro_batch_norm_gradients(reference, parts)
-    expected = [to_numpy(weight) - gradient
-                for weight, gradient in zip(reference.trainable_weights, gradients)]
+    whole, _ = micro_batch_norm_gradients(reference, [pairs])
+
+    def stepped(gradients):
+        return [weight - gradient for weight, gradient in zip(start, gradients)]
+
     trained = dict(zip([id(w) for w in model.weights], after))
     got = [trained[id(weight)] for weight in model.trainable_weights]
-    assert largest_difference(expected, got) <= 1e-5
     moving = [trained[id(w)] for w in model.non_trainable_weights]
-    assert largest_difference(statistics, moving) <= 1e-5
-    whole, _ = micro_batch_norm_gradients(reference, [pairs])  # one batch's statistics
-    assert largest_difference(whole, gradients) > 1e-3  # another step
+    return (stepped(gradients), statistics, stepped(whole)), (got, moving)
 
 
 def micro_batch_norm_gradients(model, parts):

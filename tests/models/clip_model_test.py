@@ -237,3 +237,21 @@ def test_the_0_1_temperature_arguments_still_set_clips_objective():
     assert float(to_numpy(model.logit_scale)) == 2.0
     with pytest.raises(ValueError, match="pass them to the objective"):
         CLIPModel(image, text, objective=ContrastiveObjective(), logit_scale_init=2.0)
+
+
+def test_a_new_patch_dropout_rate_takes_effect_in_the_next_fit():
+    # The second fit of `changed` runs at rate 0.9 (1 of 16 patches): were
+    # the first fit's traced step (rate 0) kept, it would equal `same`.
+    pairs = synthetic_pairs(8, image_size=32, seed=3)
+
+    def two_fits(second_rate):
+        keras.utils.set_random_seed(0)
+        model = CLIPModel.from_preset("tiny-vit")
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        model.fit(pairs, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        model.image_encoder.patch_dropout = second_rate
+        model.fit(pairs, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        return [to_numpy(w) for w in model.trainable_weights]
+
+    same, changed = two_fits(0.0), two_fits(0.9)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(same, changed)) > 1e-4

@@ -23,8 +23,11 @@ TINY = [name for name in clip_presets.PRESETS if name.startswith("tiny-")]
 
 
 def tiny_presets_of(tower_name):
-    return [name for name in TINY
-            if tower_name in (part[0] for part in clip_presets.PRESETS[name].values())]
+    return [name for name in TINY if tower_name in tower_classes(name)]
+
+
+def tower_classes(preset):
+    return {clip_presets.PRESETS[preset][part][0] for part in clip_presets.TOWER_PARTS}
 
 
 def test_every_registered_tower_has_a_tiny_preset():
@@ -36,7 +39,7 @@ def towers_under_test():
     # One preset per tower: each tiny preset adds at least one tower.
     chosen, covered = [], set()
     for name in TINY:
-        classes = {part[0] for part in clip_presets.PRESETS[name].values()}
+        classes = tower_classes(name)
         if classes - covered:
             chosen.append(name)
             covered |= classes
@@ -56,6 +59,7 @@ def check_declarations(tower):
     if isinstance(tower, ImageEncoder):
         assert tower.input_shape[1:] == (tower.image_size, tower.image_size, 3)
         assert all(id(v) in tower_variables for v in tower.grid_positions)
+        tower.patch_dropout = tower.patch_dropout  # every image tower takes its own rate
     else:
         assert isinstance(tower, TextEncoder)
         assert tower.context_length > 0 and tower.vocabulary_size > 0
@@ -80,7 +84,7 @@ def test_tower_contract_inside_clip_model(preset, tmp_path):
     for tower in (image, text):
         check_declarations(tower)
     assert len(model.head_variables) == (
-        len(image.head_variables) + len(text.head_variables) + 1)
+        len(image.head_variables) + len(text.head_variables) + len(model.objective_weights))
     training = unlocked_and_locked(image) | unlocked_and_locked(text)  # variable ids
     rematerialize(model)
     for tower in (image, text):

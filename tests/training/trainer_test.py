@@ -10,7 +10,7 @@ import pytest
 
 from keras_clip.training import TrainConfig, train
 from keras_clip.training.checkpointer import latest_checkpoint
-from tests.helpers import to_numpy
+from tests.helpers import StopAt, to_numpy
 from tests.training.shards import write_training_shards
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,6 +118,9 @@ def test_train_writes_checkpoints_logs_and_a_model(data, tmp_path):
     ({"warmup_steps": 10}, "warmup_steps (10) must be below steps (6)"),
     ({"accumulation_steps": 3}, "batch_size (8) must be a multiple of accumulation_steps (3)"),
     ({"accumulation_steps": 0}, "accumulation_steps must be at least 1"),
+    ({"patch_dropout": 1}, "patch_dropout must be in [0, 1), got 1"),
+    ({"preset": "tiny-resnet", "patch_dropout": 0.5},
+     "patch_dropout applies to towers made of patches (ViTs)"),
 ])
 def test_bad_configs_fail_before_training_with_one_clear_message(data, tmp_path, change,
                                                                   message):
@@ -133,6 +136,8 @@ def test_a_batch_that_does_not_split_over_replicas_fails_before_training(data, t
     with pytest.raises(ValueError, match="batch_size=9 does not split evenly over 2"):
         train(tiny_config(data, tmp_path, batch_size=9, distribution="mirrored"))
     # 8 = 2 replicas × 4 micro-batches of 1, but not 2 × 8.
+    with pytest.raises(ValueError, match="patch_dropout is not supported under the mirrored"):
+        train(tiny_config(data, tmp_path, distribution="mirrored", patch_dropout=0.5))
     with pytest.raises(ValueError, match=r"batch_size=8 does not split evenly into 2 "
                        r"replica\(s\) \(mirrored\) × accumulation_steps=8 equal micro-batches; "
                        "use a multiple of 16"):
@@ -235,3 +240,31 @@ def test_the_sigmoid_objective_trains_is_recorded_and_can_be_switched(data, tmp_
                               [to_numpy(w) for w in getattr(loaded, tower).weights]) < 1e-6
     assert switched.model.preprocessing == loaded.preprocessing
     assert switched.model.name == loaded.name
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt():
+    raise Interrupted
+
+
+def test_patch_dropout_trains_is_recorded_and_resumes_exactly(data, tmp_path):
+    # The patches dropped are drawn from a seed the checkpoint keeps: a run
+    # interrupted after step 3 (checkpoint at 2) ends where one that was not does.
+    config = tiny_config(data, tmp_path / "whole", steps=4, patch_dropout=0.5)
+    whole = train(config)
+    assert whole.model.image_encoder.patch_dropout == 0.5
+    used = json.loads((tmp_path / "whole" / "config.json").read_text())["used"]
+    assert used["patch_dropout"] == 0.5
+    interrupted = dict(config, output_dir=str(tmp_path / "interrupted"))
+    with pytest.raises(Interrupted):
+        train(interrupted, callbacks=[StopAt(3, interrupt)])
+    train(interrupted)
+    expected = weights_of(whole.model_path)
+    assert max_difference(weights_of(str(tmp_path / "interrupted" / "model.keras")),
+                          expected) <= 1e-6
+    # Without patch dropout the same run trains to other weights.
+    plain = train(dict(config, output_dir=str(tmp_path / "plain"), patch_dropout=0.0))
+    assert max_difference(weights_of(plain.model_path), expected) > 1e-4
