@@ -55,7 +55,7 @@ def load_weights(model, weights, entries):
         problems += [
             f"{variable.path} has no source weight"
             for variable in model.weights
-            if id(variable) not in filled and not weight_maps.is_random_state(variable)
+            if id(variable) not in filled
         ]
     if problems:
         raise ConversionError(

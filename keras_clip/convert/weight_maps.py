@@ -28,11 +28,6 @@ def is_ignored(name):
     return name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
 
 
-def is_random_state(variable):
-    """A seed generator's state (patch dropout's): no checkpoint holds one."""
-    return variable.name == "seed_generator_state"
-
-
 def same(x):
     return x
 

@@ -272,7 +272,7 @@ class CLIPModel(keras.Model):
         if self.optimizer is not None and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
         # A traced step keeps the patch-dropout rate it was traced with.
-        rate = self.image_encoder.patch_dropout
+        rate = getattr(self.image_encoder, "patch_dropout", 0.0)
         force = force or rate != getattr(self, "_traced_patch_dropout", rate)
         self._traced_patch_dropout = rate
         return super().make_train_function(force)

@@ -33,8 +33,8 @@ class SigLIPTextTransformer(TextEncoder):
             `hidden_dim`, as released).
         activation: str. `"gelu_tanh"` (the released weights) or another.
         padding_id: int. The id rows are padded with, which the
-            preprocessing record must name (keras_clip's data pads with 0;
-            the released SigLIP tokenizer pads with 1).
+            preprocessing record must name (0: keras_clip's data pads with
+            it; the released SigLIP tokenizer's 1 is not supported yet).
         dtype: Keras dtype policy.
 
     Example:

@@ -69,7 +69,8 @@ class TrainConfig:
         None, "tokens per caption (default: the preset's)")
     objective: typing.Optional[str] = _key(
         None, "'contrastive' (CLIP's softmax) or 'sigmoid' (SigLIP's pairwise loss); "
-        "default: a new model's is contrastive, a fine-tuned model keeps its own")
+        "default: a new model's is its preset's (contrastive unless it says), a fine-tuned "
+        "model keeps its own")
     remat: bool = _key(False, "recompute transformer blocks in the backward pass "
                        "(less memory)")
     patch_dropout: float = _key(

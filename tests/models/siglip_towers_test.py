@@ -8,6 +8,8 @@ attention-pooling head, the last-position pooling or the logits fails.
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 from keras_clip import CLIPModel
 from keras_clip.convert import weight_maps
@@ -17,9 +19,6 @@ from keras_clip.models.siglip_text_transformer import SigLIPTextTransformer
 from keras_clip.models.siglip_vision_transformer import SigLIPVisionTransformer
 from tests.helpers import assert_model_saves, to_numpy
 from tests.models.clip_presets_test import shapes_only, trainable_count
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 # Widths that no ratio gives (96 = 1.5 × 64), an image side the patch does
 # not divide (36 = 4 × 8 + 4 unread), and a text projection.
