@@ -47,7 +47,8 @@ def main():
         tokenizer = CLIPTokenizer.from_openai(context_length=model.context_length)
     dataset = make_dataset(args.data, preprocessing=model.preprocessing,
                            batch_size=args.batch_size, training=True,
-                           tokenizer=tokenizer, repeat=True, seed=0)
+                           tokenizer=tokenizer, repeat=True, seed=0,
+                           trim_token_ids=model.text_encoder.accepts_trimmed_token_ids)
     warmup = max(1, min(2000, args.steps // 10))
     model.compile(optimizer=CLIPAdamW(
         learning_rate=learning_rate_schedule(args.learning_rate, warmup, args.steps),

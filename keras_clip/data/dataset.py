@@ -137,12 +137,16 @@ def make_dataset(file_pattern, *, batch_size, training, image_size=None, tokeniz
         stats: optional `DatasetStats` to fill; one is made otherwise and
             attached to the result as `dataset.stats`.
         trim_token_ids: bool. Cut each batch's id columns after its longest
-            caption, rounded up to a multiple of 16 (`trim_to_longest`). The
-            text tower's outputs are the same (attention is causal and reads
-            the end-of-text token), at a fraction of the cost: captions are
-            mostly far shorter than the context. The id width then varies
-            between batches (at most 5 distinct widths for a context of 77,
-            each compiled once by XLA); turn it off for one static shape.
+            caption, rounded up to a multiple of 16 (`trim_to_longest`). A
+            causal tower's outputs are the same (CLIP's reads the end-of-text
+            token), at a fraction of the cost: captions are mostly far
+            shorter than the context. A tower that reads every position
+            (SigLIP's: `accepts_trimmed_token_ids` is False) pads the rows
+            back itself, so trimming is harmless there but saves nothing;
+            pass `model.text_encoder.accepts_trimmed_token_ids`, as the
+            trainer does. The id width varies between batches (at most 5
+            distinct widths for a context of 77, each compiled once by XLA);
+            turn it off for one static shape.
         context_length: int. Width of stored `token_ids` rows delivered
             (the model's context length); rows stored at another width are
             padded, or cut keeping their end-of-text id last. Default: the

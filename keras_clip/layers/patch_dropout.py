@@ -11,6 +11,22 @@ def kept_patches(num_patches, rate):
     return max(1, int(num_patches * (1.0 - rate)))
 
 
+def process_share():
+    """`(processes, index)` of a torch.distributed run; `(1, 0)` otherwise.
+
+    Only PyTorch runs one training program per process on its own part of
+    the batch; JAX's processes trace one program over the global batch, and
+    tf.distribute's replicas are refused (`train`).
+    """
+    if keras.backend.backend() != "torch":
+        return 1, 0
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
 def check_rate(rate, name="patch_dropout"):
     """Raises unless `rate` is a number in [0, 1)."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
@@ -56,13 +72,26 @@ class PatchDropout(keras.layers.Layer):
         num_patches = tokens.shape[1] - self.num_leading
         keep = kept_patches(num_patches, self.rate)
         leading, patches = tokens[:, : self.num_leading], tokens[:, self.num_leading:]
-        noise = keras.random.uniform((ops.shape(tokens)[0], num_patches),
-                                     seed=self.seed_generator)
+        noise = self.draw_noise(ops.shape(tokens)[0], num_patches)
         # The `keep` largest of uniform noise: a uniformly random subset.
         kept = ops.sort(ops.top_k(noise, keep, sorted=False)[1], axis=-1)  # (B, keep)
         kept = ops.broadcast_to(kept[:, :, None], (*ops.shape(kept), tokens.shape[-1]))
         patches = ops.take_along_axis(patches, kept, axis=1)  # (B, keep, width)
         return ops.concatenate([leading, patches], axis=1)
+
+    def draw_noise(self, batch_size, num_patches):
+        """Uniform noise for this process's `batch_size` rows.
+
+        Under torch.distributed every process starts from the same seed
+        state and holds its own part of the global batch: each draws the
+        noise of all the processes' rows and keeps its own, so no two
+        processes drop the same patches, and the seed state stays the same
+        in every process (the one a checkpoint saves).
+        """
+        processes, index = process_share()
+        noise = keras.random.uniform((processes * batch_size, num_patches),
+                                     seed=self.seed_generator)
+        return noise[index * batch_size:(index + 1) * batch_size] if processes > 1 else noise
 
     # Keras saves no seed generator's state: kept here, so that a resumed
     # run drops the patches the uninterrupted one would have dropped.

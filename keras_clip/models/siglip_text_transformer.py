@@ -19,8 +19,9 @@ class SigLIPTextTransformer(TextEncoder):
     **last position** of the row, whatever token it holds (the released
     models were trained on rows padded to the full context, so that is
     padding after the text); then a projection with a bias. Every position
-    is read, so rows must come whole: trimming padding changes the output.
-    Outputs are *not* normalised.
+    is read, so shorter rows (a batch trimmed to its longest caption) are
+    padded back to the whole context with `padding_id` first: the output
+    does not depend on trimming. Outputs are *not* normalised.
 
     Args:
         vocabulary_size: int. Number of token ids (32,000 released).
@@ -65,7 +66,8 @@ class SigLIPTextTransformer(TextEncoder):
         output_dim = output_dim or hidden_dim
         # === Layers ===
         embedding = TokenAndPositionEmbedding(
-            vocabulary_size, context_length, hidden_dim, dtype=dtype, name="embedding")
+            vocabulary_size, context_length, hidden_dim, pad_with=padding_id, dtype=dtype,
+            name="embedding")
         blocks = residual_stack("SigLIPTextTransformer", hidden_dim, num_heads, num_layers,
                                 activation=activation, dtype=dtype, mlp_dim=mlp_dim,
                                 layer_norm_epsilon=epsilon)

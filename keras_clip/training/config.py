@@ -29,6 +29,8 @@ RECIPES = {
     "small": {"learning_rate": 2e-3, "weight_decay": 0.1},
 }
 MAX_WARMUP_STEPS = 2000
+#: An architecture's keys: its towers (required) and what presets may add.
+ARCHITECTURE_KEYS = {"image", "text", "objective", "preprocessing"}
 DEFAULT_PRESET = "tiny-vit"
 MAX_SIZE = 4096  # image side and context length: the paper's largest is 448 / 77
 # config.json also records every key as the run used it, under this key;
@@ -61,7 +63,8 @@ class TrainConfig:
         None, f"a preset name (see CLIPModel.presets; default {DEFAULT_PRESET}), or a "
         ".keras file or model directory to fine-tune")
     architecture: typing.Optional[dict] = _key(
-        None, 'instead of a preset: {"image": [class, {args}], "text": [class, {args}]}')
+        None, 'instead of a preset: {"image": [class, {args}], "text": [class, {args}]}, '
+        'optionally with "objective" and "preprocessing" (a preset\'s keys)')
     image_size: typing.Optional[int] = _key(
         None, "image side in pixels (default: the preset's); a fine-tuned ViT's "
         "positions are interpolated")
@@ -338,8 +341,11 @@ def _value_problems(config):
             yield f"{key} must be positive, got {value}"
     if config.verbose not in (0, 1, 2):
         yield f"verbose must be 0, 1 or 2, got {config.verbose}"
-    if config.architecture is not None and set(config.architecture) != {"image", "text"}:
-        yield "architecture must have exactly the keys 'image' and 'text'"
+    if config.architecture is not None and (
+            not {"image", "text"} <= set(config.architecture) <= ARCHITECTURE_KEYS):
+        yield ("architecture must have the keys 'image' and 'text', and may have "
+               "'objective' and 'preprocessing' (as a preset's data does), got "
+               f"{sorted(config.architecture)}")
 
 
 def describe_keys(width=79):

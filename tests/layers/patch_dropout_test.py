@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from keras_clip.layers import patch_dropout
 from keras_clip.layers.patch_dropout import PatchDropout, kept_patches
 from tests.helpers import assert_layer_round_trip, to_numpy
 
@@ -52,6 +53,20 @@ def test_successive_calls_draw_new_patches():
     tokens = numbered_tokens(8, 17)
     first, second = (to_numpy(layer(tokens, training=True)) for _ in range(2))
     assert not np.array_equal(first, second)
+
+
+def test_each_process_drops_its_own_rows_of_the_global_draw(monkeypatch):
+    # Under torch.distributed every process starts from the same seed state:
+    # process i of 2 must drop what one device fed both halves drops for
+    # half i, so the two processes never drop alike.
+    tokens = numbered_tokens(16, 17)
+    whole = to_numpy(PatchDropout(0.5, seed=4)(np.concatenate([tokens, tokens]), training=True))
+    halves = []
+    for index in range(2):
+        monkeypatch.setattr(patch_dropout, "process_share", lambda index=index: (2, index))
+        halves.append(to_numpy(PatchDropout(0.5, seed=4)(tokens, training=True)))
+    np.testing.assert_array_equal(np.concatenate(halves), whole)
+    assert not np.array_equal(*halves)
 
 
 @pytest.mark.parametrize("rate", [1.0, -0.1, 1.5, True, "0.5", None])

@@ -93,6 +93,20 @@ def test_the_unread_pixels_and_the_padding_matter_as_in_transformers(pair):
                   - to_numpy(model.encode_text(token_ids))).max() > 1e-4
 
 
+def test_rows_trimmed_of_padding_embed_as_whole_rows(pair):
+    # A pipeline that trims each batch to its longest caption (make_dataset's
+    # default) must not move the last position the tower reads.
+    _, model = pair
+    token_ids = np.zeros((2, 16), "int32")  # the tower's padding_id
+    token_ids[:, :5] = [[5, 6, 7, 8, 9], [10, 11, 12, 0, 0]]
+    whole = to_numpy(model.encode_text(token_ids))
+    for width in (5, 9):
+        np.testing.assert_allclose(to_numpy(model.encode_text(token_ids[:, :width])), whole,
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="17 positions but the context length is 16"):
+        model.encode_text(np.ones((1, 17), "int32"))
+
+
 @pytest.mark.parametrize("preset", ["siglip-base-patch16-224", "siglip-so400m-patch14-384"])
 def test_preset_parameter_counts_equal_transformers(preset):
     image_args = clip_presets.PRESETS[preset]["image"][1]

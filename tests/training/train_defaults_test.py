@@ -128,3 +128,19 @@ def test_progress_counts_steps_of_the_whole_run_and_suits_its_stream():
     assert drawn.startswith("\r") and drawn.endswith("\n") and "step 7/7" in drawn
     assert "\r" not in _run_progress(_Terminal(), verbose=2)  # 2: lines even on a terminal
     assert _run_progress(io.StringIO(), verbose=0) == ""
+
+
+@pytest.mark.backend_independent
+def test_a_presets_data_is_a_valid_architecture():
+    # Preset data carries the objective and preprocessing the towers were made for.
+    from keras_clip.models.clip_presets import PRESETS
+    from keras_clip.training import trainer
+
+    config = TrainConfig(train_data="x", steps=1, preset=None,
+                         architecture=PRESETS["tiny-siglip"])
+    model, _ = trainer._new_model(config)
+    assert model.objective.name == "sigmoid"
+    assert model.preprocessing.mean == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match=r"may have 'objective' and 'preprocessing'.*'typo'"):
+        TrainConfig(train_data="x", steps=1, preset=None,
+                    architecture={**PRESETS["tiny-siglip"], "typo": 1})
