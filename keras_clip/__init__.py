@@ -19,6 +19,7 @@ _PUBLIC = {
     "CLIPAdamW": "keras_clip.training.clip_adamw",
     "CLIPModel": "keras_clip.models.clip_model",
     "CLIPTokenizer": "keras_clip.data.clip_tokenizer",  # TensorFlow: loaded only if used
+    "SigLIPTokenizer": "keras_clip.data.siglip_tokenizer",
     "load_model": "keras_clip.loading",
     "load_tokenizer": "keras_clip.data.tokenizer_spec",
 }

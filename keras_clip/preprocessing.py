@@ -21,8 +21,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PREPROCESSING_FILE = "preprocessing.json"
 #: What keras_clip's image pipelines implement (data/image_ops.py).
 INTERPOLATIONS = ("bicubic",)
-RESIZE_MODES = ("shortest_side_then_center_crop",)
-PAD_IDS = (0,)  # CLIPTokenizer's padding, and that of stored token_ids
+#: CLIP's (the shorter side to the size, then the centre square) and
+#: SigLIP's (the whole image to the square, aspect ratio not kept).
+RESIZE_MODES = ("shortest_side_then_center_crop", "squash")
+# CLIPTokenizer's padding (and keras_clip's own tokenizers'), and SigLIPTokenizer's.
+PAD_IDS = (0, 1)
 # Spelling of `resize` in preprocessing.json files written before the record.
 _OLD_RESIZE_NAMES = {"shortest_side_bicubic_then_center_crop": "shortest_side_then_center_crop"}
 
@@ -32,8 +35,9 @@ class Preprocessing:
     """Image size and normalisation, resize rule, context length and pad id.
 
     Evaluation resizes the shorter side to `image_size` (`interpolation`,
-    antialiased as PIL does) and centre-crops; training takes a random
-    resized crop. Pixels in `[0, 1]` are then normalised as
+    antialiased as PIL does) and centre-crops, or with `resize="squash"`
+    (SigLIP's) resizes the whole image to the square; training takes a
+    random resized crop either way. Pixels in `[0, 1]` are then normalised as
     `(x - mean) / std` per RGB channel; token rows are `context_length`
     wide, padded with `pad_id`.
 
@@ -78,12 +82,17 @@ class Preprocessing:
                    f"(keras_clip resizes with: {', '.join(RESIZE_MODES)})")
         if self.pad_id not in PAD_IDS:
             yield (f"pad_id {self.pad_id!r} is not implemented here (keras_clip's "
-                   f"tokenizer and stored ids pad with {PAD_IDS[0]})")
+                   f"tokenizers pad with {' or '.join(map(str, PAD_IDS))})")
 
     @property
     def normalization(self):
         """`{"mean", "std"}`, as the image ops take them."""
         return {"mean": self.mean, "std": self.std}
+
+    @property
+    def evaluation_options(self):
+        """`image_ops.preprocess_for_eval`'s keywords: normalisation and resize."""
+        return {**self.normalization, "resize": self.resize}
 
     def normalize(self, pixels):
         """`(…, 3)` pixels in `[0, 255]`, already at `image_size` → float32 inputs."""

@@ -45,6 +45,12 @@ def scratch(tmp_path_factory):
         model.save("runs/clip/model.keras")
         model.preprocessing.save("runs/clip")
         CLIPTokenizer.from_openai(context_length=16).save_vocabulary("runs/clip")
+        # A SentencePiece model where a converted SigLIP keeps SigLIP's.
+        from tests.data.caption_corpus import caption_corpus
+        from tests.data.fixtures import write_sentence_piece_model
+
+        os.makedirs("runs/siglip")
+        write_sentence_piece_model("runs/siglip/spiece", caption_corpus(600), 400)
         yield directory
     finally:
         os.chdir(previous)

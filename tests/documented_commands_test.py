@@ -89,7 +89,8 @@ def write_image(path, colour):
 
 
 def write_open_clip_checkpoints(root):
-    """An OpenAI-layout state dict (tiny-vit), OpenCLIP files, a Hugging Face folder."""
+    """An OpenAI-layout state dict (tiny-vit), OpenCLIP files, Hugging Face CLIP and SigLIP
+    folders."""
     import torch
     from safetensors.torch import save_file
 
@@ -112,6 +113,9 @@ def write_open_clip_checkpoints(root):
     hf = root / "clip-vit-base-patch32"
     references.hf_clip_model(HF_TEXT, HF_VISION, projection_dim=16).save_pretrained(str(hf))
     CLIPTokenizer.from_openai().save_vocabulary(str(hf))
+    from tests.convert.siglip_convert_test import write_siglip_directory
+
+    write_siglip_directory(root, "siglip-base-patch16-224")
 
 
 @pytest.fixture
@@ -137,7 +141,6 @@ def workspace(tmp_path, monkeypatch):
 
     pairs = caption_sources.read_caption_table(str(tmp_path / "captions.csv"))
     write_tfrecords(pairs, str(tmp_path / "val"), verbose=False)
-    write_open_clip_checkpoints(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -161,6 +164,8 @@ GROUPS = {"demo-and-convert": in_demo_or_convert_group,
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_documented_command_runs(group, workspace, capsys):
+    if group == "demo-and-convert":
+        write_open_clip_checkpoints(workspace)
     failures, done = [], set()
     for argv in filter(GROUPS[group], map(shrink, documented_commands())):
         if tuple(argv) in done:
@@ -174,6 +179,7 @@ def test_every_documented_command_runs(group, workspace, capsys):
     if group == "demo-and-convert":
         assert os.path.isfile(workspace / "keras_clip_demo" / "report.json")
         assert os.path.isfile(workspace / "b32-hf" / "model.keras")
+        assert os.path.isfile(workspace / "siglip-b16" / "spiece.model")
         return
     report = json.loads((workspace / "report.json").read_text())
     assert report["zero_shot"]["images"] == 24

@@ -23,7 +23,7 @@ MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     ({"std": (0.2, 0.0, 0.2)}, "std must be positive"),
     ({"std": (0.2, float("nan"), 0.2)}, "std must be 3 finite numbers"),
     ({"interpolation": "bilinear"}, "interpolation 'bilinear' is not implemented"),
-    ({"resize": "squash"}, "resize 'squash' is not implemented"),
+    ({"resize": "stretch"}, "resize 'stretch' is not implemented"),
     ({"image_size": 0}, "image_size must be a positive integer"),
     ({"pad_id": 3}, "pad_id 3 is not implemented"),
 ])

@@ -101,6 +101,7 @@ def _model_and_tokenizer(args):
     from keras_clip.data.tokenizer_spec import (
         check_fits,
         load_tokenizer,
+        same_ids_as,
         saved_tokenizer_near,
     )
     from keras_clip.loading import load_model
@@ -112,7 +113,7 @@ def _model_and_tokenizer(args):
     check_fits(tokenizer, model, spec)
     if saved and spec != saved:
         own = load_tokenizer(saved, model.context_length)
-        if (own.vocabulary, own.merges) != (tokenizer.vocabulary, tokenizer.merges):
+        if same_ids_as(own) != same_ids_as(tokenizer):
             raise ValueError(
                 f"tokenizer {spec!r} is not the one saved with the model ({saved}), whose "
                 "ids the model was trained on: leave out --tokenizer to use that one.")
@@ -189,16 +190,18 @@ CONVERT_EXAMPLE = """examples:
       --config open_clip/model_configs/ViT-B-32.json --out b32-open-clip
   keras-clip convert --from hf ./clip-vit-base-patch32 --out b32-hf --image-size 336
 
+A Hugging Face directory may hold a CLIPModel (vocab.json, merges.txt) or a
+SiglipModel (spiece.model, SigLIP's SentencePiece tokenizer, run in-graph).
 --out ending in .keras writes one model file; otherwise a directory that
 keras_clip.load_model, load_tokenizer and --model load (model.keras,
-vocab.json, merges.txt, preprocessing.json).
+vocab.json and merges.txt or spiece.model, preprocessing.json).
 """
 
 
 def convert_parser(subparsers):
     parser = add_command(
         subparsers, "convert", CONVERT_EXAMPLE,
-        help="convert OpenAI, OpenCLIP or Hugging Face CLIP weights",
+        help="convert OpenAI, OpenCLIP or Hugging Face CLIP (and SigLIP) weights",
         description="Loads a CLIP checkpoint (never downloads) into a keras_clip model.",
     )
     parser.add_argument("source", help="checkpoint file, or a Hugging Face model directory")

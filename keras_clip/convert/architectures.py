@@ -221,3 +221,94 @@ def _integer_ratio(value, name):
     if float(value) != int(value):
         raise ValueError(f"{name} gives an MLP ratio of {value}; keras_clip needs an integer.")
     return int(value)
+
+
+# === Hugging Face SiglipModel ===
+
+#: Hugging Face's names of the tanh-approximated GELU SigLIP uses.
+HF_TANH_GELU = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")
+SIGLIP_TEXT_DEFAULTS = {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 3072,
+                        "num_hidden_layers": 12, "num_attention_heads": 12,
+                        "max_position_embeddings": 64, "hidden_act": "gelu_pytorch_tanh",
+                        "layer_norm_eps": 1e-6, "pad_token_id": 1, "projection_size": None}
+SIGLIP_VISION_DEFAULTS = {"hidden_size": 768, "intermediate_size": 3072,
+                          "num_hidden_layers": 12, "num_attention_heads": 12,
+                          "num_channels": 3, "image_size": 224, "patch_size": 16,
+                          "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6,
+                          "vision_use_head": True}
+
+
+def hf_siglip_architecture(config):
+    """`architecture` (towers, objective, pixels) from a `SiglipModel` config.json dict."""
+    text = {**SIGLIP_TEXT_DEFAULTS, **(config.get("text_config") or {})}
+    vision = {**SIGLIP_VISION_DEFAULTS, **(config.get("vision_config") or {})}
+    activations = {}
+    for section, values in (("text_config", text), ("vision_config", vision)):
+        if values["hidden_act"] in HF_TANH_GELU:
+            activations[section] = "gelu_tanh"
+        elif values["hidden_act"] == "gelu":
+            activations[section] = "gelu"
+        else:
+            raise ValueError(f"{section}.hidden_act={values['hidden_act']!r} is not a GELU "
+                             "keras_clip's SigLIP towers have.")
+        if abs(values["layer_norm_eps"] - 1e-6) > 1e-12:
+            raise ValueError(f"{section}.layer_norm_eps={values['layer_norm_eps']} differs "
+                             "from the 1e-6 keras_clip's SigLIP towers use.")
+    for key, wanted in (("vision_use_head", True), ("num_channels", 3)):
+        if vision[key] != wanted:
+            raise ValueError(f"vision_config.{key}={vision[key]!r}: keras_clip's SigLIP "
+                             f"vision tower has {key}={wanted!r}.")
+    for key in ("image_size", "patch_size"):
+        if not isinstance(vision[key], int):
+            raise ValueError(f"vision_config.{key}={vision[key]!r}: keras_clip reads square "
+                             "images and patches (one integer).")
+    image = ("SigLIPVisionTransformer", {
+        "image_size": vision["image_size"],
+        "patch_size": vision["patch_size"],
+        "hidden_dim": vision["hidden_size"],
+        "num_layers": vision["num_hidden_layers"],
+        "num_heads": vision["num_attention_heads"],
+        "mlp_dim": vision["intermediate_size"],
+        "activation": activations["vision_config"],
+    })
+    text_tower = ("SigLIPTextTransformer", {
+        "vocabulary_size": text["vocab_size"],
+        "context_length": text["max_position_embeddings"],
+        "hidden_dim": text["hidden_size"],
+        "num_layers": text["num_hidden_layers"],
+        "num_heads": text["num_attention_heads"],
+        "mlp_dim": text["intermediate_size"],
+        "output_dim": text["projection_size"] or text["hidden_size"],
+        "activation": activations["text_config"],
+        "padding_id": text["pad_token_id"],
+    })
+    return {"image": image, "text": text_tower, "objective": "sigmoid"}
+
+
+def hf_siglip_preprocessing(preprocessor_config, architecture):
+    """`Preprocessing` fields from a SigLIP `preprocessor_config.json` (None: SigLIP's).
+
+    SigLIP resizes the whole image to the square (no crop) and maps pixels
+    to [-1, 1]. Raises on a resize keras_clip's pipelines do not implement.
+    """
+    import warnings
+
+    image_size = architecture["image"][1]["image_size"]
+    record = {"image_size": image_size,
+              "context_length": architecture["text"][1]["context_length"],
+              "mean": [0.5] * 3, "std": [0.5] * 3, "resize": "squash",
+              "pad_id": architecture["text"][1]["padding_id"]}
+    config = preprocessor_config or {}
+    record["mean"] = list(config.get("image_mean", record["mean"]))
+    record["std"] = list(config.get("image_std", record["std"]))
+    size = config.get("size", {"height": image_size, "width": image_size})
+    if config.get("do_resize", True) and (size.get("height"), size.get("width")) != (
+            image_size, image_size):
+        raise ValueError(f"preprocessor_config.json resizes to {size}, but the vision "
+                         f"tower reads {image_size}×{image_size} pixels.")
+    resample = config.get("resample", 3)
+    if resample != 3:  # PIL's BICUBIC, what keras_clip's evaluation resize is
+        warnings.warn(f"preprocessor_config.json resizes with PIL resample={resample}; "
+                      "keras_clip evaluates with bicubic (3), so images differ slightly "
+                      "from the source's.", stacklevel=2)
+    return record

@@ -81,7 +81,9 @@ def convert_checkpoint(
         source: `"openai"`, `"open_clip"` or `"hf"`.
         path: the checkpoint file (`.pt`, `.bin`, `.safetensors`), or for
             `"hf"` a directory with `config.json`, `model.safetensors` (or
-            `pytorch_model.bin`), `vocab.json` and `merges.txt`.
+            `pytorch_model.bin`), and `vocab.json` and `merges.txt` (a
+            `CLIPModel`) or `spiece.model` (a `SiglipModel`, whose
+            `preprocessor_config.json` is read too).
         preset: a keras_clip preset naming the architecture (`"ViT-B/32"`,
             `"RN50"`, …) of an OpenAI or OpenCLIP state dict.
         config: for `"open_clip"` instead of `preset`: an OpenCLIP model
@@ -153,6 +155,14 @@ def _from_hf_directory(directory):
     if not files.isdir(directory):
         raise CheckpointError(f"{directory} is not a Hugging Face model directory.")
     config = _read_json(files.join(directory, "config.json"))
+    model_type = config.get("model_type", "clip")
+    if model_type == "siglip":
+        return _from_hf_siglip_directory(directory, config)
+    if model_type != "clip":
+        raise ConversionError(
+            f"{files.join(directory, 'config.json')} describes a {model_type!r} model; "
+            "this converter reads Hugging Face CLIPModel ('clip') and SiglipModel "
+            "('siglip') directories.")
     vocabulary = _read_json(files.join(directory, "vocab.json"))
     end_of_text_id = vocabulary.get("<|endoftext|>", architectures.END_OF_TEXT_ID)
     try:
@@ -164,11 +174,7 @@ def _from_hf_directory(directory):
     preprocessor_path = files.join(directory, "preprocessor_config.json")
     preprocessor = _read_json(preprocessor_path) if files.exists(preprocessor_path) else None
     preprocessing = architectures.hf_preprocessing(preprocessor, architecture)
-    weight_files = [files.join(directory, name) for name in HF_WEIGHT_FILES]
-    weight_files = [name for name in weight_files if files.exists(name)]
-    if not weight_files:
-        raise CheckpointError(f"{directory} has none of {', '.join(HF_WEIGHT_FILES)}.")
-    weights = read_checkpoint(weight_files[0])
+    weights = read_checkpoint(_hf_weight_file(directory))
     model = _build(architecture, None)
     load_weights(model, weights, weight_maps.hf_entries(model))
     tokenizer = CLIPTokenizer.from_hf(
@@ -179,10 +185,60 @@ def _from_hf_directory(directory):
     return model, tokenizer, preprocessing
 
 
-def _build(architecture, preset):
+def _from_hf_siglip_directory(directory, config):
+    """A Hugging Face `SiglipModel` directory: towers, weights, SentencePiece tokenizer."""
+    from keras_clip.data.siglip_tokenizer import MODEL_FILE, SigLIPTokenizer
+
+    config_path = files.join(directory, "config.json")
+    try:
+        architecture = architectures.hf_siglip_architecture(config)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ConversionError(f"{config_path} is not a SigLIP config this converter reads "
+                              f"({type(error).__name__}: {error}).") from None
+    except ValueError as error:
+        raise ConversionError(f"{config_path}: {error}") from None
+    tokenizer_path = files.join(directory, MODEL_FILE)
+    if not files.isfile(tokenizer_path):
+        raise CheckpointError(f"{directory} has no {MODEL_FILE} (SigLIP's SentencePiece "
+                              "tokenizer).")
+    preprocessor_path = files.join(directory, "preprocessor_config.json")
+    preprocessor = _read_json(preprocessor_path) if files.exists(preprocessor_path) else None
+    try:
+        preprocessing = architectures.hf_siglip_preprocessing(preprocessor, architecture)
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
+    text = architecture["text"][1]
+    try:
+        tokenizer = SigLIPTokenizer(tokenizer_path, context_length=text["context_length"])
+    except ValueError as error:
+        raise CheckpointError(f"{tokenizer_path}: {error}") from None
+    if tokenizer.vocabulary_size() != text["vocabulary_size"]:
+        raise ConversionError(
+            f"{tokenizer_path} has {tokenizer.vocabulary_size()} pieces but config.json's "
+            f"text tower embeds {text['vocabulary_size']} ids.")
+    if tokenizer.pad_token_id != text["padding_id"]:
+        raise ConversionError(
+            f"{tokenizer_path} pads with id {tokenizer.pad_token_id} (</s>) but config.json "
+            f"says pad_token_id={text['padding_id']}.")
+    weights = read_checkpoint(_hf_weight_file(directory))
+    model = _build(architecture, None, name="siglip_converted")
+    load_weights(model, weights, weight_maps.hf_siglip_entries(model))
+    return model, tokenizer, preprocessing
+
+
+def _hf_weight_file(directory):
+    weight_files = [files.join(directory, name) for name in HF_WEIGHT_FILES]
+    weight_files = [name for name in weight_files if files.exists(name)]
+    if not weight_files:
+        raise CheckpointError(f"{directory} has none of {', '.join(HF_WEIGHT_FILES)}.")
+    return weight_files[0]
+
+
+def _build(architecture, preset, name="clip_converted"):
     image_encoder, text_encoder = clip_presets.build_towers_from(architecture)
-    name = clip_presets.model_name(preset) if preset else "clip_converted"
-    return CLIPModel(image_encoder, text_encoder, name=name)
+    name = clip_presets.model_name(preset) if preset else name
+    arguments = clip_presets.model_arguments(architecture, image_encoder, text_encoder)
+    return CLIPModel(image_encoder, text_encoder, name=name, **arguments)
 
 
 def _read_json(path):

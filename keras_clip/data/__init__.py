@@ -4,6 +4,7 @@ from keras_clip.lazy_exports import lazy_exports
 
 _PUBLIC = {
     "CLIPTokenizer": "keras_clip.data.clip_tokenizer",
+    "SigLIPTokenizer": "keras_clip.data.siglip_tokenizer",
     "load_tokenizer": "keras_clip.data.tokenizer_spec",
     "synthetic_pairs": "keras_clip.data.synthetic_pairs",
 }

@@ -18,6 +18,7 @@ from keras_clip.data import image_ops, input_workers, record_reader, tfrecord_sc
 from keras_clip.data.dataset_checks import check_first_records, first_line
 from keras_clip.data.dataset_stats import DatasetStats, name_files
 from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
+from keras_clip.preprocessing import RESIZE_MODES
 
 keep_tensorflow_on_the_host()  # before TensorFlow's first op
 
@@ -236,6 +237,8 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
 
     limit = {} if max_pixels is None else {"max_pixels": max_pixels}
     normalized = image_dtype != "uint8"  # uint8: pixels, normalised by the model
+    pad_id = 0 if preprocessing is None else preprocessing.pad_id
+    resize = RESIZE_MODES[0] if preprocessing is None else preprocessing.resize
     if preprocessing is not None:  # else image_ops' defaults: CLIP's mean and std
         limit.update(preprocessing.normalization)
 
@@ -248,7 +251,7 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
                                                    normalized=normalized, **limit)
         else:
             image = image_ops.preprocess_for_eval(example["image"], image_size,
-                                                  normalized=normalized, **limit)
+                                                  normalized=normalized, resize=resize, **limit)
         captions = example["captions"]
         tf.debugging.assert_positive(tf.size(captions), "record has no caption")
         index = 0
@@ -262,7 +265,7 @@ def _example_decoder(image_size, training, tokenizer, seed, image_dtype, context
             # Tokenized per batch below: the BPE loop is ~7x faster on batches.
             return {"images": image, "captions": captions[index]}
         token_ids = _stored_token_ids(example["token_ids"], tf.size(captions), index,
-                                      context_length)
+                                      context_length, pad_id)
         return {"images": image, "token_ids": token_ids}
 
     return decode
@@ -398,12 +401,14 @@ def make_distributed_dataset(strategy, file_pattern, *, batch_size, **kwargs):
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _stored_token_ids(flat_ids, num_captions, index, context_length):
+def _stored_token_ids(flat_ids, num_captions, index, context_length, pad_id=0):
     """Row `index` of a record's stored ids, fitted to `context_length`.
 
-    A shorter row is padded with 0. A longer one is cut, and if real ids
-    were cut its last id (the end-of-text token, which the text tower reads)
-    is put back in the last place, as the tokenizer truncates.
+    A shorter row is padded with `pad_id`. A longer one is cut, and if real
+    ids were cut its closing id (the end-of-text token, which CLIP's text
+    tower reads) is put back in the last place, as the tokenizer truncates.
+    A tokenizer padding with another id than 0 (SigLIP's, whose `</s>`
+    both closes and pads) closes every row with its last stored id.
     """
     tf.debugging.assert_positive(
         tf.size(flat_ids), "records hold no token_ids: pass a tokenizer"
@@ -415,9 +420,13 @@ def _stored_token_ids(flat_ids, num_captions, index, context_length):
     row = rows[index]  # (width,)
     if context_length is None:  # built inside a graph: the stored width
         return row
-    fitted = tf.pad(row, [[0, tf.maximum(context_length - width, 0)]])[:context_length]
-    real = tf.boolean_mask(row, row != 0)
-    was_cut = tf.reduce_any(row[context_length:] != 0)
-    end = tf.cond(was_cut, lambda: real[-1], lambda: fitted[-1])
+    fitted = tf.pad(row, [[0, tf.maximum(context_length - width, 0)]],
+                    constant_values=pad_id)[:context_length]
+    was_cut = tf.reduce_any(row[context_length:] != pad_id)
+    if pad_id:
+        end = tf.cond(was_cut, lambda: row[-1], lambda: fitted[-1])
+    else:
+        real = tf.boolean_mask(row, row != 0)
+        end = tf.cond(was_cut, lambda: real[-1], lambda: fitted[-1])
     fitted = tf.concat([fitted[:-1], end[None]], 0)
     return tf.ensure_shape(fitted, [context_length])

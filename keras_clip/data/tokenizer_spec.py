@@ -6,7 +6,9 @@ A tokenizer spec is a string:
 - a directory holding `vocab.json` and `merges.txt`: what `keras-clip
   train-tokenizer`, `train`, `convert` and `demo` write;
 - a merges file: OpenAI's `bpe_simple_vocab_16e6.txt[.gz]` layout, or a
-  Hugging Face `merges.txt` with its `vocab.json` beside it.
+  Hugging Face `merges.txt` with its `vocab.json` beside it;
+- a SentencePiece model (`spiece.model`, SigLIP's tokenizer), or a
+  directory holding one (what `convert` writes for a SigLIP model).
 
 This module imports no TensorFlow until a tokenizer is built, so the CLI
 can describe specs in its help at once.
@@ -20,14 +22,19 @@ from keras_clip import files
 from keras_clip.preprocessing import PREPROCESSING_FILE
 
 OPENAI = "openai"
+SENTENCEPIECE = "sentencepiece"
 VOCABULARY_FILE, MERGES_FILE = "vocab.json", "merges.txt"
+SENTENCEPIECE_FILE = "spiece.model"  # siglip_tokenizer.MODEL_FILE, without TensorFlow
 HELP = ("'openai' (OpenAI's vocabulary, shipped with keras_clip), a directory with "
-        "vocab.json and merges.txt (from train-tokenizer, train, convert or demo), or a "
-        "merges file")
+        "vocab.json and merges.txt (from train-tokenizer, train, convert or demo) or "
+        "with spiece.model (SigLIP's), a merges file, or a SentencePiece .model file")
+#: The context length of a SentencePiece tokenizer with no record (SigLIP's).
+SENTENCEPIECE_CONTEXT = 64
 
 
 def tokenizer_files(spec):
-    """`("openai", path)` or `("hf", (vocab.json, merges.txt))` that `spec` names.
+    """`("openai", path)`, `("hf", (vocab.json, merges.txt))` or
+    `("sentencepiece", spiece.model)` that `spec` names.
 
     Raises a one-line `ValueError` or `FileNotFoundError` naming what is
     missing, before anything is built.
@@ -35,6 +42,9 @@ def tokenizer_files(spec):
     spec = os.fspath(spec)
     if spec == OPENAI:
         return OPENAI, None
+    if files.isdir(spec) and files.isfile(files.join(spec, SENTENCEPIECE_FILE)) and not (
+            files.isfile(files.join(spec, MERGES_FILE))):
+        return SENTENCEPIECE, files.join(spec, SENTENCEPIECE_FILE)
     if files.isdir(spec):
         paths = tuple(files.join(spec, name) for name in (VOCABULARY_FILE, MERGES_FILE))
         missing = [name for name, path in zip((VOCABULARY_FILE, MERGES_FILE), paths)
@@ -46,6 +56,8 @@ def tokenizer_files(spec):
         return "hf", paths
     if not files.isfile(spec):
         raise FileNotFoundError(f"no tokenizer at {spec!r}: expected {HELP}.")
+    if spec.endswith(".model"):
+        return SENTENCEPIECE, spec
     if os.path.basename(spec) == MERGES_FILE or _first_line(spec).startswith("#version"):
         beside = files.join(files.dirname(spec), VOCABULARY_FILE)  # Hugging Face's layout
         if not files.isfile(beside):
@@ -78,12 +90,12 @@ def saved_context_length(spec):
 
 
 def load_tokenizer(spec=OPENAI, context_length=None):
-    """The `CLIPTokenizer` a spec names (see the module docstring).
+    """The `CLIPTokenizer` or `SigLIPTokenizer` a spec names (module docstring).
 
     Args:
         spec: a tokenizer spec.
         context_length: ids per text; None reads it from the directory's
-            `preprocessing.json`, else 77.
+            `preprocessing.json`, else 77 (64 for a SentencePiece model).
 
     Example:
     >>> tokenizer = load_tokenizer("runs/clip")  # the one `train` saved
@@ -94,10 +106,22 @@ def load_tokenizer(spec=OPENAI, context_length=None):
 
     kind, paths = tokenizer_files(spec)
     if context_length is None:
-        context_length = (saved_context_length(spec) if files.isdir(spec) else None) or 77
+        context_length = (saved_context_length(spec) if files.isdir(spec) else None) or (
+            SENTENCEPIECE_CONTEXT if kind == SENTENCEPIECE else 77)
+    if kind == SENTENCEPIECE:
+        from keras_clip.data.siglip_tokenizer import SigLIPTokenizer
+
+        return SigLIPTokenizer(paths, context_length=context_length)
     if kind == OPENAI:
         return CLIPTokenizer.from_openai(paths, context_length=context_length)
     return CLIPTokenizer.from_hf(*paths, context_length=context_length)
+
+
+def same_ids_as(tokenizer):
+    """What decides a tokenizer's ids: equal for two tokenizers giving the same ones."""
+    if hasattr(tokenizer, "proto"):  # a SigLIPTokenizer
+        return SENTENCEPIECE, tokenizer.proto
+    return "bpe", tokenizer.vocabulary, tuple(tokenizer.merges)
 
 
 def check_fits(tokenizer, model, spec):
@@ -113,13 +137,15 @@ def check_fits(tokenizer, model, spec):
 def saved_tokenizer_near(model_path):
     """The tokenizer directory saved with a model, or None.
 
-    `train` and `convert` save the tokenizer beside `model.keras`; a
+    `train` and `convert` save the tokenizer (`vocab.json` and
+    `merges.txt`, or `spiece.model`) beside `model.keras`; a
     checkpoint (`run/checkpoints/step-N.keras`) finds its run's.
     """
     path = files.absolute(model_path).rstrip("/")
     folder = path if files.isdir(path) else files.dirname(path)
     for candidate in (folder, files.dirname(folder)):
         if all(files.isfile(files.join(candidate, name))
-               for name in (VOCABULARY_FILE, MERGES_FILE)):
+               for name in (VOCABULARY_FILE, MERGES_FILE)) or files.isfile(
+                   files.join(candidate, SENTENCEPIECE_FILE)):
             return candidate
     return None

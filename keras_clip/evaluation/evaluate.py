@@ -22,7 +22,7 @@ def evaluate(model, tokenizer, folder=None, captions=None, templates=zero_shot.T
         from keras_clip.evaluation.image_folder import image_folder_dataset
 
         dataset, listing, stats = image_folder_dataset(
-            folder, model.image_size, batch_size, **model.preprocessing.normalization)
+            folder, model.image_size, batch_size, **model.preprocessing.evaluation_options)
         names = listing.class_names
         classifier = zero_shot.zero_shot_classifier(model, tokenizer, names, templates)
         metrics = zero_shot.evaluate_zero_shot(model, classifier, dataset)

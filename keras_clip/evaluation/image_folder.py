@@ -55,11 +55,12 @@ def read_image_folder(root):
                        dict(ignored))
 
 
-def image_folder_dataset(root, image_size, batch_size=64, mean=CLIP_MEAN, std=CLIP_STD):
+def image_folder_dataset(root, image_size, batch_size=64, mean=CLIP_MEAN, std=CLIP_STD,
+                         resize="shortest_side_then_center_crop"):
     """Evaluation batches `{"images", "labels"}` of a class folder.
 
-    Images are normalised with `mean` and `std` (the model's record:
-    `**model.preprocessing.normalization`).
+    Images are resized by `resize` and normalised with `mean` and `std`
+    (the model's record: `**model.preprocessing.evaluation_options`).
 
     Returns `(dataset, folder, stats)`: `folder` is the `ImageFolder`.
     Images that cannot be decoded are skipped and counted in `stats` (a
@@ -74,7 +75,7 @@ def image_folder_dataset(root, image_size, batch_size=64, mean=CLIP_MEAN, std=CL
         with tf.control_dependencies([stats.records_read.assign_add(1)]):
             image_bytes = tf.io.read_file(path)
         return {"images": image_ops.preprocess_for_eval(image_bytes, image_size,
-                                                        mean=mean, std=std),
+                                                        mean=mean, std=std, resize=resize),
                 "labels": label}
 
     def count(example):

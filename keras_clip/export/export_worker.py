@@ -1,7 +1,8 @@
 """`python -m keras_clip.export.export_worker SCRATCH`: the TensorFlow side of an export.
 
 Run with `KERAS_BACKEND=tensorflow` by `export_saved_model` on other backends;
-SCRATCH holds `model.keras`, the tokenizer's `vocab.json`/`merges.txt`, and
+SCRATCH holds `model.keras`, the tokenizer's files (`vocab.json`/`merges.txt`
+or `spiece.model`), and
 `request.json` (the local path to write, class names, templates, jit_compile).
 """
 
@@ -10,7 +11,7 @@ import os
 import sys
 
 if __name__ == "__main__":
-    from keras_clip.data.clip_tokenizer import CLIPTokenizer
+    from keras_clip.data.tokenizer_spec import load_tokenizer
     from keras_clip.export.saved_model import write_saved_model
     from keras_clip.models.loading import read_model
 
@@ -19,8 +20,6 @@ if __name__ == "__main__":
         request = json.load(file)
     # Serving needs the weights only, not the optimizer state.
     model = read_model(os.path.join(scratch, "model.keras"), compile=False)
-    tokenizer = CLIPTokenizer.from_hf(os.path.join(scratch, "vocab.json"),
-                                      os.path.join(scratch, "merges.txt"),
-                                      context_length=request["context_length"])
+    tokenizer = load_tokenizer(scratch, context_length=request["context_length"])
     write_saved_model(model, tokenizer, request["path"], class_names=request["class_names"],
                       templates=request["templates"], jit_compile=request["jit_compile"])

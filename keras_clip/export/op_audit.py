@@ -3,8 +3,12 @@
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-# tensorflow-text ops that TF Serving links in (the tokenizer's regex split).
-TF_SERVING_TEXT_OPS = frozenset({"RegexSplitWithOffsets"})
+# tensorflow-text ops our tokenizers use: CLIPTokenizer's regex split and
+# SigLIPTokenizer's SentencePiece model. TF Serving's model server links
+# tensorflow-text's whole op library (SUPPORTED_TENSORFLOW_OPS in its
+# model_servers/BUILD: "@org_tensorflow_text//tensorflow_text:ops_lib").
+TF_SERVING_TEXT_OPS = frozenset({"RegexSplitWithOffsets", "SentencepieceOp",
+                                 "SentencepieceTokenizeOp"})
 
 
 def graph_ops(saved_model_pb):

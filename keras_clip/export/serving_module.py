@@ -59,7 +59,7 @@ class ServingModule(tf.Module):
         size = self.image_size
         return tf.map_fn(
             lambda data: image_ops.preprocess_for_eval(
-                data, size, **self.preprocessing.normalization),
+                data, size, **self.preprocessing.evaluation_options),
             image_bytes,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))  # (N, S, S, 3)
 

@@ -123,6 +123,20 @@ def test_stored_token_ids_need_no_tokenizer(tmp_path, tokenizer):
     np.testing.assert_array_equal(next(iter(dataset))["token_ids"].numpy()[0], ids[0])
 
 
+def test_stored_ids_refit_to_the_context_with_the_records_pad_id():
+    # SigLIP's rows pad with </s> (1), which also closes them.
+    from keras_clip.data.dataset import _stored_token_ids
+
+    rows = tf.constant([[5, 6, 7, 1, 1, 1], [5, 6, 7, 8, 9, 1]])
+    fitted = [_stored_token_ids(tf.reshape(rows, [-1]), 2, index, width, pad_id=1).numpy()
+              for index, width in ((0, 8), (0, 4), (1, 4))]
+    np.testing.assert_array_equal(fitted[0], [5, 6, 7, 1, 1, 1, 1, 1])  # padded with 1
+    np.testing.assert_array_equal(fitted[1], [5, 6, 7, 1])  # only padding was cut
+    np.testing.assert_array_equal(fitted[2], [5, 6, 7, 1])  # cut, </s> kept last
+    clip = _stored_token_ids(tf.constant([49406, 5, 49407, 0]), 1, 0, 6).numpy()
+    np.testing.assert_array_equal(clip, [49406, 5, 49407, 0, 0, 0])  # CLIP's pad, 0
+
+
 @pytest.mark.slow
 def test_make_tfrecords_to_fit_end_to_end(shards, tokenizer):
     pattern, _ = shards

@@ -16,6 +16,17 @@ def encode(image, format="JPEG", **options):
     return buffer.getvalue()
 
 
+def write_sentence_piece_model(path, texts, vocabulary_size=800):
+    """A unigram model laid out as SigLIP's (<pad> 0, </s> 1, <unk> 2, no <s>); its path."""
+    import sentencepiece
+
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(path), vocab_size=vocabulary_size,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        character_coverage=0.98, minloglevel=2)
+    return f"{path}.model"
+
+
 def photo(seed, size=(48, 40)):
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))

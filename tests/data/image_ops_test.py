@@ -67,6 +67,33 @@ def test_eval_preprocessing_matches_pil(size):
         assert np.abs(ours - reference).max() <= 0.016  # one grey level
 
 
+def test_squash_preprocessing_matches_pil():
+    # SigLIP's: the whole image resized to the square, then normalised.
+    for image_bytes in real_photos():
+        ours = image_ops.preprocess_for_eval(image_bytes, 64, mean=(0.5,) * 3, std=(0.5,) * 3,
+                                             resize="squash").numpy()
+        image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+        reference = np.asarray(image.resize((64, 64), Image.BICUBIC), np.float32) / 127.5 - 1
+        assert np.abs(ours - reference).max() <= 0.008  # one grey level
+
+
+def test_resize_to_any_shape_takes_pils_pass_order():
+    # Pillow runs the vertical pass first where the height loses more than
+    # twice the width's pixels; the other order rounds differently between
+    # the passes (up to 18 grey levels apart on noise, which this is).
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for _ in range(60):
+        width, height = (int(v) for v in rng.integers(8, 240, 2))
+        new_width, new_height = (int(v) for v in rng.integers(8, 160, 2))
+        pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+        theirs = np.asarray(Image.fromarray(pixels).resize((new_width, new_height),
+                                                           Image.BICUBIC), np.float32)
+        ours = image_ops.resize_bicubic(pixels, new_height, new_width).numpy()
+        worst = max(worst, np.abs(ours - theirs).max())
+    assert worst <= 2.0  # PIL's fixed-point weights, as above
+
+
 def test_eager_and_tf_data_agree():
     photos = real_photos()[:3]
     eager = np.stack([image_ops.preprocess_for_eval(p, 64).numpy() for p in photos])

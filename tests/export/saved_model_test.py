@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_clip import CLIPModel
+from keras_clip.convert import convert_checkpoint
 from keras_clip.data import image_ops
 from keras_clip.export import export_saved_model, op_audit
 from keras_clip.export.saved_model import next_version_dir
@@ -46,7 +47,8 @@ def write_requests(root, model, tokenizer):
     """`serve_exported.py`'s requests: 3 images and 3 texts, their model inputs, the file."""
     images = [encode(photo(0)), encode(photo(1, (70, 30)), "PNG"), encode(photo(2))]
     texts = ["a red thing", "", "a café on the left"]
-    pixels = np.stack([image_ops.preprocess_for_eval(b, model.image_size).numpy() for b in images])
+    pixels = np.stack([image_ops.preprocess_for_eval(
+        b, model.image_size, **model.preprocessing.evaluation_options).numpy() for b in images])
     token_ids = np.asarray(tokenizer(texts))
     requests = root / "requests.npz"
     np.savez(requests, image_bytes=np.array(images, dtype=object).astype(bytes),
@@ -114,18 +116,23 @@ def test_every_signature_matches_the_model_in_a_process_without_keras(exported):
 
 
 @pytest.mark.backend_independent
-def test_a_sigmoid_model_serves_each_pairs_sigmoid(tmp_path):
-    # SigLIP's objective, with a bias that leaves the probabilities mid-range.
-    from keras_clip.losses import SigmoidObjective
+def test_a_converted_siglip_serves_each_pairs_sigmoid(tmp_path):
+    # A SigLIP as `convert` makes it: the sigmoid objective (its bias leaves
+    # probabilities that do not sum to 1), SentencePiece ids in the graph,
+    # and images squashed to the square (write_requests squashes a 70×30).
+    from tests.convert.siglip_convert_test import write_siglip_directory
 
-    towers = CLIPModel.from_preset("tiny-vit")
-    model = CLIPModel(towers.image_encoder, towers.text_encoder,
-                      objective=SigmoidObjective(logit_bias_init=-1.0))
-    tokenizer = small_tokenizer()
-    path = export_saved_model(model, tokenizer, str(tmp_path / "sigmoid"), class_names=CLASSES)
+    model, tokenizer, _ = convert_checkpoint("hf", write_siglip_directory(tmp_path / "hf")[1])
+    path = export_saved_model(model, tokenizer, str(tmp_path / "siglip"), class_names=CLASSES)
+    assert "SentencepieceTokenizeOp" in op_audit.audit(os.path.join(path, "saved_model.pb"))
     *_, pixels, token_ids, requests = write_requests(tmp_path, model, tokenizer)
+    assert (token_ids[:, -1] == 1).all()  # SigLIP's </s>, which pads too
     out = serve(path, requests, tmp_path / "responses.npz")
-    logits = (np.exp(to_numpy(model.logit_scale)) * to_numpy(model.encode_image(pixels))
+    images = to_numpy(model.encode_image(pixels))
+    for key, expected in (("embed_images", images),
+                          ("embed_texts", to_numpy(model.encode_text(token_ids)))):
+        np.testing.assert_allclose(out[key], expected, atol=1e-5, err_msg=key)
+    logits = (np.exp(to_numpy(model.logit_scale)) * images
               @ to_numpy(model.encode_text(token_ids)).T + to_numpy(model.logit_bias))
     np.testing.assert_allclose(out["similarity_logits"], logits, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(out["similarity_probabilities"], 1 / (1 + np.exp(-logits)),
@@ -134,8 +141,8 @@ def test_a_sigmoid_model_serves_each_pairs_sigmoid(tmp_path):
     from keras_clip.evaluation.zero_shot import TEMPLATES, zero_shot_classifier
 
     classifier = to_numpy(zero_shot_classifier(model, tokenizer, CLASSES, TEMPLATES))
-    logits = (np.exp(to_numpy(model.logit_scale)) * to_numpy(model.encode_image(pixels))
-              @ classifier.T + to_numpy(model.logit_bias))
+    logits = (np.exp(to_numpy(model.logit_scale)) * images @ classifier.T
+              + to_numpy(model.logit_bias))
     np.testing.assert_allclose(out["classify_probabilities"], 1 / (1 + np.exp(-logits)),
                                atol=1e-5)
     best = out["classify_probabilities"].argmax(axis=1)
@@ -169,8 +176,9 @@ def test_op_audit_lists_the_export_and_rejects_foreign_ops(exported):
     path = exported[2]
     ops = op_audit.audit(os.path.join(path, "saved_model.pb"))
     assert "RegexSplitWithOffsets" in ops and "MatMul" in ops
-    assert op_audit.foreign_ops({"MatMul", "RegexSplitWithOffsets", "SentencepieceOp"}) == [
-        "SentencepieceOp"]
+    # An op of TensorFlow Addons, which no stock server links.
+    assert op_audit.foreign_ops({"MatMul", "RegexSplitWithOffsets", "SentencepieceOp",
+                                 "Addons>GatherTree"}) == ["Addons>GatherTree"]
 
 
 def xla_marked_functions(path):

@@ -265,6 +265,4 @@ def test_patch_dropout_trains_is_recorded_and_resumes_exactly(data, tmp_path):
     expected = weights_of(whole.model_path)
     assert max_difference(weights_of(str(tmp_path / "interrupted" / "model.keras")),
                           expected) <= 1e-6
-    # Without patch dropout the same run trains to other weights.
-    plain = train(dict(config, output_dir=str(tmp_path / "plain"), patch_dropout=0.0))
-    assert max_difference(weights_of(plain.model_path), expected) > 1e-4
+    # (That a set rate changes the steps it traces: clip_model_test's retrace test.)

@@ -1,0 +1,163 @@
+"""SigLIPTokenizer: SigLIP's SentencePiece tokenizer, in one TensorFlow graph."""
+
+import string
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from keras_clip import files
+from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
+
+keep_tensorflow_on_the_host()  # before TensorFlow's first op
+
+MODEL_FILE = "spiece.model"  # the name Hugging Face's SigLIP directories use
+WORD_START = "\u2581"  # SentencePiece's "▁", which starts a word
+# Python's `\s` (and str.strip's whitespace) for str patterns, spelled for
+# RE2, whose `\s` is ASCII only (tests check it against every code point).
+WHITESPACE = (r"[\t\n\x{0b}\f\r\x{1c}-\x{1f} \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}"
+              r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]")
+PUNCTUATION = "[" + "".join("\\" + character for character in string.punctuation) + "]"
+# Characters of canonical text read per word piece of the longest kind;
+# the text kept is this many times the context's longest pieces.
+TEXT_MARGIN = 2
+
+
+class SigLIPTokenizer(tf.Module):
+    """Strings → `(N, context_length)` int32 ids, as SigLIP's released tokenizer.
+
+    The ids equal Hugging Face's `SiglipTokenizer` called with
+    `padding="max_length", truncation=True` (tested on 1,000 varied
+    captions): the text is lowercased, ASCII punctuation removed,
+    whitespace runs collapsed to one space and the ends stripped; the
+    SentencePiece model encodes it as one text starting a word; ids past
+    `context_length - 1` are cut, `</s>` closes the row and `</s>` pads it.
+    One TensorFlow computation serves eager calls, `tf.data` maps and
+    exported graphs.
+
+    Where it differs, on purpose or by TensorFlow: the literal strings
+    `</s>` and `<unk>` inside a caption are text here (Hugging Face turns
+    them into those ids, so a caption could end itself early); the 40
+    letters Unicode 14 added (Vithkuqi, Latin Extended-D's newest) stay
+    uppercase, since TensorFlow's ICU predates them; and only the first
+    `max_text_chars` characters of the canonical text are encoded, which
+    bounds the cost of a huge caption (its ids are the same unless those
+    characters hold fewer than `context_length` pieces).
+
+    Args:
+        proto: the SentencePiece model: a path (`spiece.model`) or its bytes.
+        context_length: int. Width of the output (64 in the released models).
+
+    Example:
+    >>> tokenizer = SigLIPTokenizer("runs/siglip/spiece.model", context_length=8)
+    >>> ids = np.asarray(tokenizer(["A photo of a cat!"]))
+    >>> ids.shape, ids[0, -1] == tokenizer.end_token_id == tokenizer.pad_token_id
+    ((1, 8), True)
+    """
+
+    def __init__(self, proto, context_length=64, name=None):
+        super().__init__(name=name)
+        if isinstance(proto, str):
+            if not files.isfile(proto):
+                raise FileNotFoundError(f"No SentencePiece model at {proto!r}.")
+            with files.open(proto, "rb") as file:
+                proto = file.read()
+        if not isinstance(proto, bytes):
+            raise TypeError(f"proto must be a path or bytes, got {type(proto).__name__}.")
+        if context_length < 1:
+            raise ValueError(f"context_length must leave room for </s> (>= 1), got "
+                             f"{context_length}.")
+        try:
+            self._sentence_piece = tf_text.SentencepieceTokenizer(model=proto,
+                                                                  out_type=tf.int32)
+            pieces = self._sentence_piece.id_to_string(
+                tf.range(self._sentence_piece.vocab_size())).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.InternalError) as error:
+            raise ValueError(f"Not a SentencePiece model ({error.message.strip()[:200]}).")\
+                from None
+        self.proto = proto
+        self.context_length = int(context_length)
+        self._vocabulary = [piece.decode("utf-8", errors="replace") for piece in pieces]
+        ids = {piece: index for index, piece in enumerate(self._vocabulary)}
+        if "</s>" not in ids:
+            raise ValueError("The SentencePiece model has no </s> piece, which SigLIP's "
+                             "tokenizer closes and pads rows with.")
+        self.end_token_id = self.pad_token_id = ids["</s>"]
+        # Hugging Face encodes `unk + text` and drops the unk's pieces, so
+        # that the text starts a word whatever the model's dummy prefix.
+        unknown = self._vocabulary[int(self._sentence_piece.string_to_id("\x00").numpy())]
+        self._prefix = unknown
+        self._prefix_length = int(self._sentence_piece.tokenize(unknown).shape[0])
+        longest = max(len(piece) for piece in self._vocabulary)
+        self.max_text_chars = TEXT_MARGIN * self.context_length * longest
+        self._tokenize_batch = tf.function(
+            self._tokenize_graph,
+            input_signature=[tf.TensorSpec([None], tf.string)],
+            reduce_retracing=True,
+        )
+
+    @classmethod
+    def from_preset(cls, directory, context_length=64):
+        """The tokenizer a directory's `spiece.model` holds."""
+        return cls(files.join(directory, MODEL_FILE), context_length=context_length)
+
+    def vocabulary_size(self):
+        return len(self._vocabulary)
+
+    def get_vocabulary(self):
+        return list(self._vocabulary)
+
+    def save_vocabulary(self, directory):
+        """Writes `spiece.model` (Hugging Face's name) for `from_preset`."""
+        files.makedirs(directory)
+        with files.open(files.join(directory, MODEL_FILE), "wb") as file:
+            file.write(self.proto)
+
+    def __call__(self, inputs):
+        return self.tokenize(inputs)
+
+    def tokenize(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            if not all(isinstance(text, (str, bytes)) for text in inputs):
+                raise ValueError(
+                    "SigLIPTokenizer takes a string or a 1-D batch of strings, got a list "
+                    f"holding {sorted({type(t).__name__ for t in inputs})}.")
+        texts = tf.convert_to_tensor(inputs, tf.string)
+        if texts.shape.rank not in (0, 1):
+            raise ValueError(f"SigLIPTokenizer takes a string or a 1-D batch of strings, "
+                             f"got shape {texts.shape}.")
+        ids = self._tokenize_batch(tf.reshape(texts, [-1]))  # (N, context)
+        if tf.executing_eagerly() and not tf.inside_function():
+            ids = keras.ops.convert_to_tensor(np.asarray(ids))
+        return ids[0] if texts.shape.rank == 0 else ids
+
+    def canonical_text(self, texts):
+        """`(N,)` strings → what SentencePiece encodes, as Hugging Face prepares it."""
+        texts = WORD_START + tf.strings.regex_replace(texts, WORD_START, " ")
+        texts = _lowercase(texts)
+        texts = tf.strings.regex_replace(texts, PUNCTUATION, "")
+        texts = tf.strings.regex_replace(texts, WHITESPACE + "+", " ")
+        return tf.strings.regex_replace(texts, "^ | $", "")  # runs are single spaces now
+
+    def _tokenize_graph(self, texts):
+        texts = self.canonical_text(texts)
+        texts = tf.strings.substr(texts, 0, self.max_text_chars, unit="UTF8_CHAR")
+        ids = self._sentence_piece.tokenize(self._prefix + texts)  # (N, pieces)
+        ids = ids[:, self._prefix_length:][:, : self.context_length - 1]
+        end = tf.fill(tf.stack([tf.shape(texts)[0], 1]), self.end_token_id)
+        ids = tf.concat([ids, end], axis=1)
+        return ids.to_tensor(self.pad_token_id, shape=[None, self.context_length])
+
+    def get_config(self):
+        return {"context_length": self.context_length}
+
+
+def _lowercase(texts):
+    """Python's `str.lower` (context rules too), but for NUL, where ICU stops."""
+    parts = tf.strings.split(texts, "\x00")  # (N, parts): lowered one by one
+    parts = parts.with_flat_values(
+        tf.strings.lower(parts.flat_values, encoding="utf-8") + "\x00")
+    joined = tf.strings.reduce_join(parts, axis=-1)  # a NUL too many, at the end
+    length = tf.strings.length(joined)
+    return tf.strings.substr(joined, tf.zeros_like(length), length - 1)
