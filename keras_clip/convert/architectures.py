@@ -259,9 +259,14 @@ def hf_siglip_architecture(config):
             raise ValueError(f"vision_config.{key}={vision[key]!r}: keras_clip's SigLIP "
                              f"vision tower has {key}={wanted!r}.")
     for key in ("image_size", "patch_size"):
-        if not isinstance(vision[key], int):
-            raise ValueError(f"vision_config.{key}={vision[key]!r}: keras_clip reads square "
+        value = vision[key]
+        if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
+            vision[key] = value = value[0]  # a square, as a pair
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"vision_config.{key}={value!r}: keras_clip reads square "
                              "images and patches (one integer).")
+    if text["pad_token_id"] is None:  # the tokenizer's </s>, as SigLIP's own config says
+        text["pad_token_id"] = SIGLIP_TEXT_DEFAULTS["pad_token_id"]
     image = ("SigLIPVisionTransformer", {
         "image_size": vision["image_size"],
         "patch_size": vision["patch_size"],
@@ -286,10 +291,11 @@ def hf_siglip_architecture(config):
 
 
 def hf_siglip_preprocessing(preprocessor_config, architecture):
-    """`Preprocessing` fields from a SigLIP `preprocessor_config.json` (None: SigLIP's).
+    """`Preprocessing` fields from a SigLIP image processor's config (None: SigLIP's).
 
     SigLIP resizes the whole image to the square (no crop) and maps pixels
-    to [-1, 1]. Raises on a resize keras_clip's pipelines do not implement.
+    to [-1, 1]. Raises `ValueError` on steps keras_clip's pipelines do not
+    implement (another rescale, no resize to the tower's size).
     """
     import warnings
 
@@ -299,16 +305,35 @@ def hf_siglip_preprocessing(preprocessor_config, architecture):
               "mean": [0.5] * 3, "std": [0.5] * 3, "resize": "squash",
               "pad_id": architecture["text"][1]["padding_id"]}
     config = preprocessor_config or {}
-    record["mean"] = list(config.get("image_mean", record["mean"]))
-    record["std"] = list(config.get("image_std", record["std"]))
+    if config.get("do_normalize", True):
+        record["mean"] = _three("image_mean", config.get("image_mean", record["mean"]))
+        record["std"] = _three("image_std", config.get("image_std", record["std"]))
+    else:
+        record["mean"], record["std"] = [0.0] * 3, [1.0] * 3
+    rescale = config.get("rescale_factor", 1 / 255) if config.get("do_rescale", True) else 1
+    if not isinstance(rescale, (int, float)) or abs(rescale - 1 / 255) > 1e-9:
+        raise ValueError(f"the image processor rescales pixels by {rescale!r}; keras_clip's "
+                         "pipelines take them to [0, 1] (1/255).")
     size = config.get("size", {"height": image_size, "width": image_size})
-    if config.get("do_resize", True) and (size.get("height"), size.get("width")) != (
-            image_size, image_size):
-        raise ValueError(f"preprocessor_config.json resizes to {size}, but the vision "
-                         f"tower reads {image_size}×{image_size} pixels.")
+    if isinstance(size, int):
+        size = {"height": size, "width": size}
+    if not isinstance(size, dict) or (size.get("height"), size.get("width")) != (
+            image_size, image_size) or not config.get("do_resize", True):
+        raise ValueError(f"the image processor resizes to {size!r} (do_resize="
+                         f"{config.get('do_resize', True)}); keras_clip evaluates SigLIPs "
+                         f"by resizing the whole image to the tower's {image_size}×"
+                         f"{image_size}.")
     resample = config.get("resample", 3)
     if resample != 3:  # PIL's BICUBIC, what keras_clip's evaluation resize is
-        warnings.warn(f"preprocessor_config.json resizes with PIL resample={resample}; "
+        warnings.warn(f"the image processor resizes with PIL resample={resample}; "
                       "keras_clip evaluates with bicubic (3), so images differ slightly "
                       "from the source's.", stacklevel=2)
     return record
+
+
+def _three(name, value):
+    """Three per-channel numbers from one or three (as transformers accepts them)."""
+    values = [value] * 3 if isinstance(value, (int, float)) else list(value)
+    if len(values) != 3 or not all(isinstance(v, (int, float)) for v in values):
+        raise ValueError(f"the image processor's {name}={value!r} is not 1 or 3 numbers.")
+    return [float(v) for v in values]

@@ -171,8 +171,7 @@ def _from_hf_directory(directory):
         raise ConversionError(
             f"{files.join(directory, 'config.json')} is not a CLIP config this "
             f"converter reads ({type(error).__name__}: {error}).") from None
-    preprocessor_path = files.join(directory, "preprocessor_config.json")
-    preprocessor = _read_json(preprocessor_path) if files.exists(preprocessor_path) else None
+    _, preprocessor = _hf_image_processor(directory)
     preprocessing = architectures.hf_preprocessing(preprocessor, architecture)
     weights = read_checkpoint(_hf_weight_file(directory))
     model = _build(architecture, None)
@@ -192,7 +191,7 @@ def _from_hf_siglip_directory(directory, config):
     config_path = files.join(directory, "config.json")
     try:
         architecture = architectures.hf_siglip_architecture(config)
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
         raise ConversionError(f"{config_path} is not a SigLIP config this converter reads "
                               f"({type(error).__name__}: {error}).") from None
     except ValueError as error:
@@ -201,12 +200,12 @@ def _from_hf_siglip_directory(directory, config):
     if not files.isfile(tokenizer_path):
         raise CheckpointError(f"{directory} has no {MODEL_FILE} (SigLIP's SentencePiece "
                               "tokenizer).")
-    preprocessor_path = files.join(directory, "preprocessor_config.json")
-    preprocessor = _read_json(preprocessor_path) if files.exists(preprocessor_path) else None
+    preprocessor_path, preprocessor = _hf_image_processor(directory)
     try:
         preprocessing = architectures.hf_siglip_preprocessing(preprocessor, architecture)
-    except ValueError as error:
-        raise ConversionError(str(error)) from None
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ConversionError(f"{preprocessor_path}: {error}") from None
+    _check_siglip_tokenizer_config(directory)
     text = architecture["text"][1]
     try:
         tokenizer = SigLIPTokenizer(tokenizer_path, context_length=text["context_length"])
@@ -224,6 +223,35 @@ def _from_hf_siglip_directory(directory, config):
     model = _build(architecture, None, name="siglip_converted")
     load_weights(model, weights, weight_maps.hf_siglip_entries(model))
     return model, tokenizer, preprocessing
+
+
+def _hf_image_processor(directory):
+    """`(path, config)` of a directory's image processor: `preprocessor_config.json`, or
+    transformers 5's `processor_config.json` (its `image_processor`); `(None, None)`."""
+    path = files.join(directory, "preprocessor_config.json")
+    if files.exists(path):
+        return path, _read_json(path)
+    path = files.join(directory, "processor_config.json")
+    if files.exists(path):
+        nested = _read_json(path).get("image_processor")
+        if isinstance(nested, dict):
+            return path, nested
+    return None, None
+
+
+def _check_siglip_tokenizer_config(directory):
+    """Refuses tokenizer settings SigLIPTokenizer does not follow (it lowercases)."""
+    path = files.join(directory, "tokenizer_config.json")
+    if not files.exists(path):
+        return
+    config = _read_json(path)
+    if config.get("do_lower_case", True) is not True:
+        raise ConversionError(f"{path} sets do_lower_case={config['do_lower_case']!r}; "
+                              "keras_clip's SigLIPTokenizer lowercases, as SigLIP's does.")
+    kind = config.get("tokenizer_class", "SiglipTokenizer")
+    if kind not in ("SiglipTokenizer", "SiglipTokenizerFast"):
+        raise ConversionError(f"{path} names tokenizer_class={kind!r}; keras_clip reads "
+                              "SigLIP's SentencePiece tokenizer (SiglipTokenizer).")
 
 
 def _hf_weight_file(directory):

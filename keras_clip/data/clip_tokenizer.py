@@ -12,6 +12,7 @@ from keras_clip import files
 from keras_clip.data import bpe_vocabulary
 from keras_clip.data.bpe_merge import BytePairMerge
 from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
+from keras_clip.data.text_case import lowercase
 from keras_clip.data.text_cleaning import clean_text
 
 keep_tensorflow_on_the_host()  # before TensorFlow's first op
@@ -216,7 +217,7 @@ class CLIPTokenizer(BytePairMerge, BytePairTokenizer):
 
     def _tokenize_graph(self, texts):
         """`(N,)` strings → `(N, context_length)` int32 ids."""
-        texts = tf.strings.lower(self._leading_text(texts), encoding="utf-8")
+        texts = lowercase(self._leading_text(texts))
         # Cut to the characters that start within max_text_bytes (no caption
         # whose tokens fit is longer), and to the first context_length - 2
         # pieces: every piece gives a token. Both cuts come before the merge

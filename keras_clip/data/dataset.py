@@ -407,8 +407,9 @@ def _stored_token_ids(flat_ids, num_captions, index, context_length, pad_id=0):
     A shorter row is padded with `pad_id`. A longer one is cut, and if real
     ids were cut its closing id (the end-of-text token, which CLIP's text
     tower reads) is put back in the last place, as the tokenizer truncates.
-    A tokenizer padding with another id than 0 (SigLIP's, whose `</s>`
-    both closes and pads) closes every row with its last stored id.
+    With another `pad_id` than 0 (SigLIP's `</s>`, which both closes and
+    pads), a row is its text's ids, as many as fit before one `</s>`, then
+    `</s>` to the end: what the tokenizer gives at `context_length`.
     """
     tf.debugging.assert_positive(
         tf.size(flat_ids), "records hold no token_ids: pass a tokenizer"
@@ -420,13 +421,13 @@ def _stored_token_ids(flat_ids, num_captions, index, context_length, pad_id=0):
     row = rows[index]  # (width,)
     if context_length is None:  # built inside a graph: the stored width
         return row
-    fitted = tf.pad(row, [[0, tf.maximum(context_length - width, 0)]],
-                    constant_values=pad_id)[:context_length]
-    was_cut = tf.reduce_any(row[context_length:] != pad_id)
-    if pad_id:
-        end = tf.cond(was_cut, lambda: row[-1], lambda: fitted[-1])
-    else:
-        real = tf.boolean_mask(row, row != 0)
-        end = tf.cond(was_cut, lambda: real[-1], lambda: fitted[-1])
+    if pad_id:  # the closing id pads too: the text's ids, then it
+        text = tf.boolean_mask(row, row != pad_id)[: context_length - 1]
+        fitted = tf.concat([text, tf.fill([context_length - tf.size(text)], pad_id)], 0)
+        return tf.ensure_shape(fitted, [context_length])
+    fitted = tf.pad(row, [[0, tf.maximum(context_length - width, 0)]])[:context_length]
+    real = tf.boolean_mask(row, row != 0)
+    was_cut = tf.reduce_any(row[context_length:] != 0)
+    end = tf.cond(was_cut, lambda: real[-1], lambda: fitted[-1])
     fitted = tf.concat([fitted[:-1], end[None]], 0)
     return tf.ensure_shape(fitted, [context_length])

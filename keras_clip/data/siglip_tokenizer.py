@@ -9,6 +9,7 @@ import tensorflow_text as tf_text
 
 from keras_clip import files
 from keras_clip.data.host_tensorflow import keep_tensorflow_on_the_host
+from keras_clip.data.text_case import lowercase
 
 keep_tensorflow_on_the_host()  # before TensorFlow's first op
 
@@ -34,16 +35,20 @@ class SigLIPTokenizer(tf.Module):
     SentencePiece model encodes it as one text starting a word; ids past
     `context_length - 1` are cut, `</s>` closes the row and `</s>` pads it.
     One TensorFlow computation serves eager calls, `tf.data` maps and
-    exported graphs.
+    exported graphs. A unigram model without byte fallback (SigLIP's) runs
+    on tf-text's `FastSentencepieceTokenizer`, which splits ties (runs of
+    one letter, numbers with zeros) as the `sentencepiece` library does;
+    tf-text's `SentencepieceTokenizer`, used for other models, may split
+    those differently. Lowercasing is the same in every locale (`text_case.lowercase`).
 
     Where it differs, on purpose or by TensorFlow: the literal strings
     `</s>` and `<unk>` inside a caption are text here (Hugging Face turns
     them into those ids, so a caption could end itself early); the 40
     letters Unicode 14 added (Vithkuqi, Latin Extended-D's newest) stay
-    uppercase, since TensorFlow's ICU predates them; and only the first
-    `max_text_chars` characters of the canonical text are encoded, which
-    bounds the cost of a huge caption (its ids are the same unless those
-    characters hold fewer than `context_length` pieces).
+    uppercase, since TensorFlow's ICU predates them. The first
+    `max_text_chars` characters of the canonical text are encoded first,
+    which bounds the cost of a huge caption; a row they leave short of
+    `context_length` ids (characters that give no piece) is encoded whole.
 
     Args:
         proto: the SentencePiece model: a path (`spiece.model`) or its bytes.
@@ -68,17 +73,16 @@ class SigLIPTokenizer(tf.Module):
         if context_length < 1:
             raise ValueError(f"context_length must leave room for </s> (>= 1), got "
                              f"{context_length}.")
-        try:
-            self._sentence_piece = tf_text.SentencepieceTokenizer(model=proto,
-                                                                  out_type=tf.int32)
-            pieces = self._sentence_piece.id_to_string(
-                tf.range(self._sentence_piece.vocab_size())).numpy()
-        except (tf.errors.InvalidArgumentError, tf.errors.InternalError) as error:
-            raise ValueError(f"Not a SentencePiece model ({error.message.strip()[:200]}).")\
-                from None
+        model = _parse_model(proto)
         self.proto = proto
         self.context_length = int(context_length)
-        self._vocabulary = [piece.decode("utf-8", errors="replace") for piece in pieces]
+        self._vocabulary = [piece.piece for piece in model.pieces]
+        unigram = model.trainer_spec.model_type == model.trainer_spec.UNIGRAM
+        if unigram and not model.trainer_spec.byte_fallback:
+            self._sentence_piece = tf_text.FastSentencepieceTokenizer(model=proto)
+        else:
+            self._sentence_piece = tf_text.SentencepieceTokenizer(model=proto,
+                                                                  out_type=tf.int32)
         ids = {piece: index for index, piece in enumerate(self._vocabulary)}
         if "</s>" not in ids:
             raise ValueError("The SentencePiece model has no </s> piece, which SigLIP's "
@@ -86,9 +90,8 @@ class SigLIPTokenizer(tf.Module):
         self.end_token_id = self.pad_token_id = ids["</s>"]
         # Hugging Face encodes `unk + text` and drops the unk's pieces, so
         # that the text starts a word whatever the model's dummy prefix.
-        unknown = self._vocabulary[int(self._sentence_piece.string_to_id("\x00").numpy())]
-        self._prefix = unknown
-        self._prefix_length = int(self._sentence_piece.tokenize(unknown).shape[0])
+        self._prefix = self._vocabulary[model.trainer_spec.unk_id]
+        self._prefix_length = int(self._sentence_piece.tokenize([self._prefix]).row_lengths()[0])
         longest = max(len(piece) for piece in self._vocabulary)
         self.max_text_chars = TEXT_MARGIN * self.context_length * longest
         self._tokenize_batch = tf.function(
@@ -135,29 +138,48 @@ class SigLIPTokenizer(tf.Module):
     def canonical_text(self, texts):
         """`(N,)` strings → what SentencePiece encodes, as Hugging Face prepares it."""
         texts = WORD_START + tf.strings.regex_replace(texts, WORD_START, " ")
-        texts = _lowercase(texts)
+        texts = lowercase(texts)
         texts = tf.strings.regex_replace(texts, PUNCTUATION, "")
         texts = tf.strings.regex_replace(texts, WHITESPACE + "+", " ")
         return tf.strings.regex_replace(texts, "^ | $", "")  # runs are single spaces now
 
-    def _tokenize_graph(self, texts):
-        texts = self.canonical_text(texts)
-        texts = tf.strings.substr(texts, 0, self.max_text_chars, unit="UTF8_CHAR")
+    def _encode(self, texts):
+        """Canonical texts → `(N, context_length - 1)` ids, padded, and their counts."""
         ids = self._sentence_piece.tokenize(self._prefix + texts)  # (N, pieces)
         ids = ids[:, self._prefix_length:][:, : self.context_length - 1]
-        end = tf.fill(tf.stack([tf.shape(texts)[0], 1]), self.end_token_id)
-        ids = tf.concat([ids, end], axis=1)
-        return ids.to_tensor(self.pad_token_id, shape=[None, self.context_length])
+        dense = ids.to_tensor(self.pad_token_id, shape=[None, self.context_length - 1])
+        return tf.cast(dense, tf.int32), tf.cast(ids.row_lengths(), tf.int32)
+
+    def _tokenize_graph(self, texts):
+        texts = self.canonical_text(texts)
+        kept = tf.strings.substr(texts, 0, self.max_text_chars, unit="UTF8_CHAR")
+        ids, counts = self._encode(kept)
+        # Rows the cut left short (characters that give no piece): whole.
+        short = (counts < self.context_length - 1) & (
+            tf.strings.length(kept) < tf.strings.length(texts))
+        whole, whole_counts = self._encode(tf.where(short, texts, ""))
+        ids = tf.where(short[:, None], whole, ids)
+        counts = tf.where(short, whole_counts, counts)
+        # </s> after the last id, then </s> as padding (the same id).
+        end = tf.range(self.context_length - 1)[None] == counts[:, None]
+        ids = tf.where(end, self.end_token_id, ids)
+        return tf.concat([ids, tf.fill(tf.stack([tf.shape(ids)[0], 1]), self.pad_token_id)],
+                         axis=1)
 
     def get_config(self):
         return {"context_length": self.context_length}
 
 
-def _lowercase(texts):
-    """Python's `str.lower` (context rules too), but for NUL, where ICU stops."""
-    parts = tf.strings.split(texts, "\x00")  # (N, parts): lowered one by one
-    parts = parts.with_flat_values(
-        tf.strings.lower(parts.flat_values, encoding="utf-8") + "\x00")
-    joined = tf.strings.reduce_join(parts, axis=-1)  # a NUL too many, at the end
-    length = tf.strings.length(joined)
-    return tf.strings.substr(joined, tf.zeros_like(length), length - 1)
+def _parse_model(proto):
+    """The `ModelProto` of a SentencePiece model's bytes, or a one-line error."""
+    from google.protobuf.message import DecodeError
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto()
+    try:
+        model.ParseFromString(proto)
+    except DecodeError as error:
+        raise ValueError(f"Not a SentencePiece model ({error}).") from None
+    if not model.pieces:
+        raise ValueError("Not a SentencePiece model (it holds no pieces).")
+    return model

@@ -4,11 +4,12 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 # tensorflow-text ops our tokenizers use: CLIPTokenizer's regex split and
-# SigLIPTokenizer's SentencePiece model. TF Serving's model server links
-# tensorflow-text's whole op library (SUPPORTED_TENSORFLOW_OPS in its
-# model_servers/BUILD: "@org_tensorflow_text//tensorflow_text:ops_lib").
-TF_SERVING_TEXT_OPS = frozenset({"RegexSplitWithOffsets", "SentencepieceOp",
-                                 "SentencepieceTokenizeOp"})
+# SigLIPTokenizer's SentencePiece models (the fast unigram kernel, or the
+# library's). TF Serving's model server links tensorflow-text's op library
+# (SUPPORTED_TENSORFLOW_OPS in its model_servers/BUILD names
+# "@org_tensorflow_text//tensorflow_text:ops_lib", which holds all three).
+TF_SERVING_TEXT_OPS = frozenset({"RegexSplitWithOffsets", "TFText>FastSentencepieceTokenize",
+                                 "SentencepieceOp", "SentencepieceTokenizeOp"})
 
 
 def graph_ops(saved_model_pb):

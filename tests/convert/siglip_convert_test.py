@@ -142,7 +142,40 @@ def test_a_config_or_tokenizer_that_does_not_fit_is_refused(siglip_directory, tm
     with pytest.raises(ConversionError, match="800 pieces but config.json's text tower "
                                               "embeds 801"):
         convert_checkpoint("hf", str(broken))
+    config["text_config"]["vocab_size"] = 800
+    (broken / "config.json").write_text(json.dumps(config))
+    tokenizer_config = json.loads((broken / "tokenizer_config.json").read_text())
+    (broken / "tokenizer_config.json").write_text(json.dumps(
+        {**tokenizer_config, "do_lower_case": False}))
+    with pytest.raises(ConversionError, match="do_lower_case=False"):
+        convert_checkpoint("hf", str(broken))
+    (broken / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    for changes, message in (({"rescale_factor": 1.0}, "rescales pixels by 1.0"),
+                             ({"size": {"shortest_edge": 36}}, "resizes to {'shortest_edge'"),
+                             ({"image_mean": "grey"}, "image_mean='grey' is not 1 or 3")):
+        (broken / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR,
+                                                                     **changes}))
+        with pytest.raises(ConversionError, match=message):
+            convert_checkpoint("hf", str(broken))
     config["model_type"] = "siglip2"
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConversionError, match="'siglip2' model"):
         convert_checkpoint("hf", str(broken))
+
+
+def test_transformers_5s_processor_config_and_its_spellings_are_read(siglip_directory,
+                                                                     tmp_path):
+    # SiglipProcessor.save_pretrained writes processor_config.json (the image
+    # processor nested), not preprocessor_config.json; sizes and means may be
+    # one number.
+    _, directory = siglip_directory
+    copy = tmp_path / "processor"
+    copy.mkdir()
+    for name in os.listdir(directory):
+        if name != "preprocessor_config.json":
+            (copy / name).write_bytes(open(os.path.join(directory, name), "rb").read())
+    nested = {**PREPROCESSOR, "size": 36, "image_mean": 0.25, "image_std": [0.5, 0.4, 0.3]}
+    (copy / "processor_config.json").write_text(json.dumps(
+        {"image_processor": nested, "processor_class": "SiglipProcessor"}))
+    _, _, preprocessing = convert_checkpoint("hf", str(copy))
+    assert (preprocessing["mean"], preprocessing["std"]) == ([0.25] * 3, [0.5, 0.4, 0.3])

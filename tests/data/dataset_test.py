@@ -129,10 +129,11 @@ def test_stored_ids_refit_to_the_context_with_the_records_pad_id():
 
     rows = tf.constant([[5, 6, 7, 1, 1, 1], [5, 6, 7, 8, 9, 1]])
     fitted = [_stored_token_ids(tf.reshape(rows, [-1]), 2, index, width, pad_id=1).numpy()
-              for index, width in ((0, 8), (0, 4), (1, 4))]
+              for index, width in ((0, 8), (0, 4), (1, 4), (0, 3))]
     np.testing.assert_array_equal(fitted[0], [5, 6, 7, 1, 1, 1, 1, 1])  # padded with 1
     np.testing.assert_array_equal(fitted[1], [5, 6, 7, 1])  # only padding was cut
     np.testing.assert_array_equal(fitted[2], [5, 6, 7, 1])  # cut, </s> kept last
+    np.testing.assert_array_equal(fitted[3], [5, 6, 1])  # </s> even where text fills
     clip = _stored_token_ids(tf.constant([49406, 5, 49407, 0]), 1, 0, 6).numpy()
     np.testing.assert_array_equal(clip, [49406, 5, 49407, 0, 0, 0])  # CLIP's pad, 0
 

@@ -1,4 +1,6 @@
+import os
 import re
+import subprocess
 import sys
 
 import numpy as np
@@ -16,14 +18,20 @@ pytestmark = pytest.mark.backend_independent
 
 def varied_captions():
     """1,000 captions of the shared awkward corpus, and what else SigLIP's rules touch."""
-    captions = caption_corpus(978, seed=3)
+    captions = caption_corpus(942, seed=3)
     captions += [
         "▁a cat", "a▁cat", "  leading and trailing  ", "!!!", "...a cat...", "(a) [b] {c}",
         "tab\tseparated\tvalues", "nul\x00inside", "İSTANBUL", "ΟΔΟΣ ΣΟΦΙΑΣ", "ǅ Ǆ ǆ",
         "a  \u2028 b \u0085 c \u200b d", "x" * 3000, "word " * 200,
         "café naïve coöperate " * 40, "🐈" * 70, "😀 🐈 👍🏽", "\u3000東京\u3000", "ﬁne ﬂower",
         "the_end", " ".join(["supercalifragilistic"] * 30),
+        # Characters that give no piece, past the first cut of a long text.
+        "\u200b" * 5000 + "a photo of a cat", "\x01" * 5000 + "two dogs",
     ]
+    # Ties: runs of one letter, numbers with zeros (split in several equal ways).
+    captions += ["a" * length for length in range(10, 60, 2)]
+    captions += [f"costs {value}" for value in (5000, 3000, 10**7, 10**15, 120000)]
+    captions += ["0" * 20, "coolll a cat", "zzzzzzzzzzzz", "hmmmmmmm 1000000 yes"]
     captions.append(" ".join(caption_corpus(240, seed=4)))  # a 20,000-character caption
     return captions
 
@@ -58,6 +66,21 @@ def test_ids_equal_transformers_on_1000_varied_captions(model_file, reference, c
     # The corpus reaches every rule: long rows are cut with </s> last, short ones padded.
     assert (ids[:, -1] == 1).all() and (ids == 2).any()
     assert len({tuple(row) for row in ids}) > 900
+
+
+def test_lowercasing_does_not_depend_on_the_locale():
+    # ICU's lowercasing follows LANG / LC_ALL (Turkish "I" → "ı"; Lithuanian,
+    # Azeri have their own rules, met the same way); both tokenizers
+    # lowercase with text_case.lowercase, which must not.
+    texts = ["PICTURE IN THE CITY", "İSTANBUL Ìa Íb Ĩc JIJ Į", "ΟΔΟΣ ΣΟΦΙΑΣ", "nul\x00INSIDE"]
+    script = ("import tensorflow as tf\n"
+              "from keras_clip.data.text_case import lowercase\n"
+              f"print([t.decode() for t in lowercase(tf.constant({texts!r})).numpy()])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=dict(os.environ, LC_ALL="tr_TR.UTF-8", TF_CPP_MIN_LOG_LEVEL="3"),
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str([text.lower() for text in texts])
 
 
 def test_tf_data_and_a_traced_graph_give_the_eager_ids(model_file):
