@@ -36,12 +36,14 @@ def test_colab_tpu_notebook_runs_top_to_bottom_over_two_devices(tmp_path):
     Two fake host devices stand in for the TPU cores; the smoke setting
     only shrinks the run (4 steps of 16) and skips the pip install.
     """
+    from tests.training.distribution_test import two_host_devices
+
     nbclient = pytest.importorskip("nbclient")
     nbformat = pytest.importorskip("nbformat")
     notebook = nbformat.read(os.path.join(ROOT, "examples", "finetune_colab_tpu.ipynb"), 4)
     env = dict(os.environ, KERAS_CLIP_NOTEBOOK_SMOKE="1",
                KERAS_CLIP_NOTEBOOK_OUTPUT=str(tmp_path), PYTHONPATH=ROOT,
-               TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+               TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS=two_host_devices())
     client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.km = client.kernel_manager_class(kernel_name="python3", env=env)

@@ -76,6 +76,11 @@ def small_tokenizer():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    if keras.backend.backend() == "jax":
+        # The export from JAX is PyTorch's path (the model saved, then built
+        # by a TensorFlow process), which the torch pass runs; JAX's saving
+        # is clip_model_test's test_saved_model_loads_on_another_backend.
+        pytest.skip("exports from JAX run PyTorch's subprocess path")
     root = tmp_path_factory.mktemp("export")
     model = CLIPModel.from_preset("tiny-vit")
     tokenizer = small_tokenizer()

@@ -41,6 +41,11 @@ def config(data, output_dir, distribution):
             "distribution": distribution}
 
 
+def two_host_devices():
+    """`XLA_FLAGS` for two host devices, keeping the run's own flags."""
+    return f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
+
+
 def run_processes(configs, tmp_path, environments, options=()):
     """Runs `run_distributed` once per (config, environment), all at once.
 
@@ -112,7 +117,7 @@ def test_jax_data_parallel_over_two_host_devices_accumulating_matches_one_device
     # is one device's whole-batch step. With SigLIP's objective (the step
     # sees the global batch whatever the objective; the two-process test
     # below runs CLIP's, without accumulation).
-    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": two_host_devices()}
     sigmoid = {"objective": "sigmoid"}
     (single, parallel), outputs = run_processes(
         [dict(config(data, tmp_path / "single", "none"), **sigmoid),
