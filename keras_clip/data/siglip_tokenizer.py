@@ -144,7 +144,7 @@ class SigLIPTokenizer(tf.Module):
         return tf.strings.regex_replace(texts, "^ | $", "")  # runs are single spaces now
 
     def _encode(self, texts):
-        """Canonical texts → `(N, context_length - 1)` ids, padded, and their counts."""
+        """Canonical texts → `(N, context_length - 1)` ids, `</s>`-padded, and their counts."""
         ids = self._sentence_piece.tokenize(self._prefix + texts)  # (N, pieces)
         ids = ids[:, self._prefix_length:][:, : self.context_length - 1]
         dense = ids.to_tensor(self.pad_token_id, shape=[None, self.context_length - 1])
@@ -157,17 +157,13 @@ class SigLIPTokenizer(tf.Module):
         # Rows the cut left short (characters that give no piece): whole.
         short = (counts < self.context_length - 1) & (
             tf.strings.length(kept) < tf.strings.length(texts))
-        whole, whole_counts = self._encode(tf.where(short, texts, ""))
-        ids = tf.where(short[:, None], whole, ids)
-        counts = tf.where(short, whole_counts, counts)
-        # </s> after the last id, then </s> as padding (the same id).
-        end = tf.range(self.context_length - 1)[None] == counts[:, None]
-        ids = tf.where(end, self.end_token_id, ids)
-        return tf.concat([ids, tf.fill(tf.stack([tf.shape(ids)[0], 1]), self.pad_token_id)],
+        ids = tf.cond(tf.reduce_any(short),
+                      lambda: tf.where(short[:, None], self._encode(tf.where(short, texts, ""))[0],
+                                       ids),
+                      lambda: ids)
+        # Padding is </s>, the closing id: the last column closes full rows.
+        return tf.concat([ids, tf.fill(tf.stack([tf.shape(ids)[0], 1]), self.end_token_id)],
                          axis=1)
-
-    def get_config(self):
-        return {"context_length": self.context_length}
 
 
 def _parse_model(proto):
